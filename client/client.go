@@ -1,0 +1,199 @@
+package client
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/stanza"
+
+	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/login"
+)
+
+// ErrClosed is returned by Err after Close.
+var ErrClosed = errors.New("client: closed")
+
+// Sentinel errors of a failed Dial, for errors.Is; they are login's.
+var (
+	ErrAuth       = login.ErrAuth
+	ErrRefused    = login.ErrRefused
+	ErrProtocol   = login.ErrProtocol
+	ErrTLS        = login.ErrTLS
+	ErrTimeout    = login.ErrTimeout
+	ErrConnection = login.ErrConnection
+	ErrInsecure   = login.ErrInsecure
+)
+
+// Info describes how a client logged in.
+type Info struct {
+	login.Result
+	// Addr is the address connected to.
+	Addr string
+	// DirectTLS reports Direct TLS (XEP-0368); false means STARTTLS.
+	DirectTLS bool
+	// TLSVersion is the negotiated TLS version, e.g. "TLS 1.3".
+	TLSVersion string
+	// StartTLSRoundTrips counts the round trips before TLS (STARTTLS only).
+	StartTLSRoundTrips int
+	// Attempts is 1, or 2 when a stale cache cost one retry.
+	Attempts int
+	// Timings of the login's phases.
+	Timings Timings
+}
+
+// Timings are the durations of the login's phases.
+type Timings struct {
+	Lookup   time.Duration // SRV lookup
+	Connect  time.Duration // TCP connect
+	StartTLS time.Duration // STARTTLS exchange (zero with Direct TLS)
+	TLS      time.Duration // TLS handshake
+	Login    time.Duration // from the first byte after TLS to bound
+	Total    time.Duration // the whole Dial
+}
+
+// Client is a logged-in XMPP client. Its session is served on a goroutine
+// that Dial starts and Close stops. A Client is safe for concurrent use.
+type Client struct {
+	sess  *xmpp.Session
+	conn  net.Conn
+	info  Info
+	log   zerolog.Logger
+	ownDB *cache.DB
+
+	closeTimeout time.Duration
+	handled      atomic.Uint32 // XEP-0198 inbound counter (h)
+
+	done      chan struct{}
+	closeOnce sync.Once
+	mu        sync.Mutex
+	err       error
+	closed    bool
+}
+
+func newClient(cfg Config, sess *xmpp.Session, conn net.Conn, info Info, log zerolog.Logger) *Client {
+	c := &Client{
+		sess:         sess,
+		conn:         conn,
+		info:         info,
+		log:          log,
+		closeTimeout: cfg.closeTimeout(),
+		done:         make(chan struct{}),
+	}
+	h := cfg.Handler
+	if h == nil {
+		h = xmpp.HandlerFunc(func(xmlstream.TokenReadEncoder, *xml.StartElement) error { return nil })
+	}
+	go c.serve(smHandler{c: c, next: h, enabled: info.SM.Enabled})
+	return c
+}
+
+func (c *Client) serve(h xmpp.Handler) {
+	err := c.sess.Serve(h)
+	c.mu.Lock()
+	if c.closed {
+		err = ErrClosed
+	} else if err == nil {
+		err = errors.New("client: the server closed the stream")
+	}
+	c.err = err
+	c.mu.Unlock()
+	c.conn.Close()
+	if err != ErrClosed {
+		c.log.Debug().Err(err).Msg("session ended")
+	}
+	close(c.done)
+}
+
+// Session returns the underlying mellium session, usable with mellium's
+// packages (send messages, IQs, roster, ...). Its Serve loop is already
+// running: do not call Serve.
+func (c *Client) Session() *xmpp.Session { return c.sess }
+
+// Info returns how the client logged in.
+func (c *Client) Info() Info { return c.info }
+
+// Done is closed when the session has ended (Close, server, or network).
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err returns why the session ended: nil while it runs, ErrClosed after
+// Close, otherwise the cause.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close ends the stream politely, waits up to Config.CloseTimeout for the
+// server to end its own, then closes the connection and waits for the serve
+// goroutine. It is idempotent and safe to call concurrently.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		// mellium's SetCloseDeadline races with Serve; a deadline on the
+		// connection bounds the wait for the server's </stream:stream> the
+		// same way.
+		_ = c.conn.SetDeadline(time.Now().Add(c.closeTimeout))
+		_ = c.sess.Close()
+		timer := time.NewTimer(c.closeTimeout)
+		select {
+		case <-c.done:
+		case <-timer.C:
+			c.conn.Close()
+			<-c.done
+		}
+		timer.Stop()
+		if c.ownDB != nil {
+			c.ownDB.Close()
+		}
+	})
+	return nil
+}
+
+// Send writes a stanza (or any element) given as a token stream.
+func (c *Client) Send(ctx context.Context, r xml.TokenReader) error {
+	return c.sess.Send(ctx, r)
+}
+
+// smHandler answers XEP-0198 ack requests and counts handled stanzas before
+// passing everything else to the application's handler.
+type smHandler struct {
+	c       *Client
+	next    xmpp.Handler
+	enabled bool
+}
+
+func (h smHandler) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	if start.Name.Space == login.NSSM {
+		switch start.Name.Local {
+		case "r":
+			if !h.enabled {
+				return nil
+			}
+			a := xml.StartElement{
+				Name: xml.Name{Space: login.NSSM, Local: "a"},
+				Attr: []xml.Attr{{Name: xml.Name{Local: "h"}, Value: strconv.FormatUint(uint64(h.c.handled.Load()), 10)}},
+			}
+			if err := t.EncodeToken(a); err != nil {
+				return err
+			}
+			return t.EncodeToken(a.End())
+		case "a", "enabled", "failed":
+			return nil
+		}
+	}
+	if h.enabled && stanza.Is(start.Name, login.NSClient) {
+		h.c.handled.Add(1)
+	}
+	return h.next.HandleXMPP(t, start)
+}

@@ -1,0 +1,146 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"time"
+
+	"github.com/rs/zerolog"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+
+	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/login"
+)
+
+// TLSMode says how the client secures the connection.
+type TLSMode uint8
+
+const (
+	// TLSAuto (the zero value) follows XEP-0368: SRV records say whether an
+	// address speaks Direct TLS or STARTTLS. With Config.Addr set, the mode
+	// the cache remembers for the server is used; with no cache entry Direct
+	// TLS is tried first and STARTTLS on the same address if the server does
+	// not answer TLS.
+	TLSAuto TLSMode = iota
+	// TLSDirect: TLS from the first byte (XEP-0368, "xmpps").
+	TLSDirect
+	// TLSStartTLS: plain TCP, then STARTTLS (RFC 6120 §5). The stream never
+	// continues without TLS.
+	TLSStartTLS
+)
+
+// String returns "auto", "direct" or "starttls".
+func (m TLSMode) String() string {
+	switch m {
+	case TLSDirect:
+		return "direct"
+	case TLSStartTLS:
+		return "starttls"
+	}
+	return "auto"
+}
+
+// Resolver looks up SRV records; *net.Resolver implements it.
+type Resolver interface {
+	LookupSRV(ctx context.Context, service, proto, name string) (cname string, addrs []*net.SRV, err error)
+}
+
+// Config configures Dial. The zero value plus JID and a password is a
+// secure, silent client: verified TLS, SRV lookup, the best login path the
+// server offers, no on-disk cache.
+type Config struct {
+	// JID is the account; the resource, if any, is ignored (the server or
+	// Bind 2 assigns one).
+	JID jid.JID
+	// Password is the account's password. Never logged.
+	Password string
+	// PasswordFunc, when set, is called for the password instead of
+	// Password (for example to prompt or read a keyring).
+	PasswordFunc func(ctx context.Context) (string, error)
+
+	// Addr ("host:port") skips the SRV lookup.
+	Addr string
+	// TLS selects Direct TLS or STARTTLS; zero follows XEP-0368 (see TLSAuto).
+	TLS TLSMode
+	// TLSConfig is cloned for the connection; ServerName defaults to the JID's
+	// domain. Nil means the system roots and TLS 1.2 or later.
+	TLSConfig *tls.Config
+	// Resolver for SRV lookups; nil means net.DefaultResolver.
+	Resolver Resolver
+	// DialFunc opens the TCP connection; nil means a net.Dialer. Tests use it
+	// to inject delays and faults.
+	DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// Cache is an open feature cache shared by many clients. If nil and
+	// CachePath is set, Dial opens CachePath (and Close closes it). If both
+	// are empty, nothing is cached: every login reads the features first.
+	Cache *cache.DB
+	// CachePath is the SQLite file of the feature cache.
+	CachePath string
+
+	// Path forces a login path; zero picks the best one the server offers.
+	Path login.Path
+	// Mechanisms lists the SASL mechanisms allowed, most preferred first;
+	// nil means login.DefaultMechanisms.
+	Mechanisms []string
+	// InsecureAllowPlain allows PLAIN over TLS whose certificate was not
+	// verified (only with a TLSConfig that skips verification). Tests only.
+	InsecureAllowPlain bool
+	// Tag is the Bind 2 client tag; empty means "pipebind".
+	Tag string
+	// Device names this device in the SASL2 user agent; empty omits it.
+	Device string
+	// Inactive starts the session with XEP-0352 state inactive.
+	Inactive bool
+	// NoCarbons and NoSM switch off enabling Message Carbons and Stream
+	// Management at login.
+	NoCarbons, NoSM bool
+
+	// Handler receives every incoming element (stanzas and nonzas) that is
+	// not an answer to an IQ the session sent; nil ignores them (IQ
+	// requests are then answered with service-unavailable by mellium).
+	Handler xmpp.Handler
+
+	// Timeout bounds DNS, connect, TLS and login together. Zero means 30 s;
+	// a negative value means only ctx bounds them.
+	Timeout time.Duration
+	// CloseTimeout bounds how long Close waits for the server to end its
+	// stream; zero means 2 s.
+	CloseTimeout time.Duration
+
+	// Logger receives the client's log events. The zero Logger is silent.
+	// Secrets never reach it.
+	Logger zerolog.Logger
+	// Trace, if not nil, receives the login's milestones.
+	Trace *Trace
+}
+
+// Trace holds optional hooks called at the login's milestones, in order,
+// from the goroutine that called Dial. Hooks must not block.
+type Trace struct {
+	// ConnectDone is called when the TCP connection to addr is up (or failed).
+	ConnectDone func(addr string, err error)
+	// TLSDone is called after the TLS handshake.
+	TLSDone func(state tls.ConnectionState, err error)
+	// LoginDone is called when the login finished.
+	LoginDone func(info Info, err error)
+}
+
+func (c *Config) timeout() time.Duration {
+	switch {
+	case c.Timeout == 0:
+		return 30 * time.Second
+	case c.Timeout < 0:
+		return 0
+	}
+	return c.Timeout
+}
+
+func (c *Config) closeTimeout() time.Duration {
+	if c.CloseTimeout <= 0 {
+		return 2 * time.Second
+	}
+	return c.CloseTimeout
+}

@@ -1,0 +1,497 @@
+package client
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+	"mellium.im/xmpp/jid"
+
+	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/login"
+)
+
+// target is one address to try, with its TLS mode.
+type target struct {
+	addr   string
+	direct bool
+	// fallback: on a non-TLS answer, retry this address with STARTTLS.
+	fallback bool
+}
+
+// Dial connects, secures and logs in, and returns a client whose session is
+// being served. ctx bounds the whole login (together with Config.Timeout);
+// once Dial returns, ctx no longer affects the connection.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.JID.Localpart() == "" || cfg.JID.Domainpart() == "" {
+		return nil, fmt.Errorf("client: Config.JID %q must be an account address (user@domain)", cfg.JID)
+	}
+	if cfg.Password == "" && cfg.PasswordFunc == nil {
+		return nil, errors.New("client: Config.Password or Config.PasswordFunc is required")
+	}
+	if d := cfg.timeout(); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	start := time.Now()
+	bare := cfg.JID.Bare()
+	domain := cfg.JID.Domainpart()
+	log := cfg.Logger.With().Str("component", "client").Str("jid", bare.String()).Logger()
+
+	db, ownDB, err := openCache(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Client, error) {
+		if ownDB {
+			db.Close()
+		}
+		return nil, err
+	}
+
+	var cached *cache.Features
+	var uaID string
+	if db != nil {
+		// The cache is advice: a broken cache costs a round trip, not the
+		// login.
+		if f, ok, err := db.Features(ctx, domain); err != nil {
+			log.Warn().Err(err).Msg("feature cache unreadable; reading features from the server")
+		} else if ok {
+			cached = &f
+		}
+		if uaID, err = db.InstallationID(ctx); err != nil {
+			log.Warn().Err(err).Msg("no installation id; omitting the SASL2 user-agent")
+			uaID = ""
+		}
+	}
+	password := cfg.Password
+	if cfg.PasswordFunc != nil {
+		if password, err = cfg.PasswordFunc(ctx); err != nil {
+			return fail(fmt.Errorf("client: password: %w", err))
+		}
+	}
+
+	var info Info
+	lookupStart := time.Now()
+	targets, err := resolve(ctx, cfg, cached)
+	if err != nil {
+		return fail(err)
+	}
+	info.Timings.Lookup = time.Since(lookupStart)
+
+	for attempt := 1; ; attempt++ {
+		info.Attempts = attempt
+		tc, err := connect(ctx, cfg, targets, cached, &info, log)
+		if err != nil {
+			return fail(err)
+		}
+		lcfg := login.Config{
+			JID:                bare,
+			Password:           password,
+			Features:           cached,
+			Path:               cfg.Path,
+			Mechanisms:         cfg.Mechanisms,
+			InsecureAllowPlain: cfg.InsecureAllowPlain,
+			UserAgent:          login.UserAgent{ID: uaID, Device: cfg.Device},
+			Tag:                cfg.Tag,
+			Inactive:           cfg.Inactive,
+			NoCarbons:          cfg.NoCarbons,
+			NoSM:               cfg.NoSM,
+			DirectTLS:          tc.direct,
+			StartTLSOffered:    tc.startTLSOffered,
+			Logger:             cfg.Logger,
+		}
+		loginStart := time.Now()
+		sess, res, err := login.Negotiate(ctx, tc.conn, lcfg)
+		info.Timings.Login = time.Since(loginStart)
+		if err != nil {
+			tc.conn.Close()
+			if se, ok := login.IsStale(err); ok && attempt == 1 {
+				// The server changed since the cache was written. Retry
+				// once, planned from what it offers now; the cache is only
+				// written after a successful login.
+				log.Info().Str("reason", se.Reason).Msg("feature cache stale; retrying with live features")
+				live := se.Live
+				live.Domain = domain
+				cached = &live
+				continue
+			}
+			if cfg.Trace != nil && cfg.Trace.LoginDone != nil {
+				cfg.Trace.LoginDone(info, err)
+			}
+			return fail(err)
+		}
+		info.Result = *res
+		if attempt > 1 {
+			info.Source = login.SourceNetwork
+		}
+		info.Timings.Total = time.Since(start)
+		if db != nil {
+			f := res.Features
+			f.Domain = domain
+			f.SeenAt = time.Now().UTC()
+			if cached == nil || !cached.Equal(f) {
+				if err := db.PutFeatures(ctx, f); err != nil {
+					log.Warn().Err(err).Msg("could not store features")
+				}
+			}
+		}
+		log.Debug().
+			Str("bound", res.JID.String()).
+			Str("path", res.Path.String()).
+			Str("features", res.Source.String()).
+			Str("mechanism", res.Mechanism).
+			Int("round_trips", res.RoundTrips).
+			Dur("total", info.Timings.Total).
+			Msg("logged in")
+		if cfg.Trace != nil && cfg.Trace.LoginDone != nil {
+			cfg.Trace.LoginDone(info, nil)
+		}
+		c := newClient(cfg, sess, tc.conn, info, log)
+		if ownDB {
+			c.ownDB = db
+		}
+		return c, nil
+	}
+}
+
+func openCache(ctx context.Context, cfg Config) (db *cache.DB, own bool, err error) {
+	if cfg.Cache != nil {
+		return cfg.Cache, false, nil
+	}
+	if cfg.CachePath == "" {
+		return nil, false, nil
+	}
+	db, err = cache.Open(ctx, cfg.CachePath)
+	if err != nil {
+		return nil, false, fmt.Errorf("client: open cache: %w", err)
+	}
+	return db, true, nil
+}
+
+// resolve returns the addresses to try, in order (XEP-0368).
+func resolve(ctx context.Context, cfg Config, cached *cache.Features) ([]target, error) {
+	domain := cfg.JID.Domainpart()
+	if cfg.Addr != "" {
+		if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+			return nil, fmt.Errorf("client: Config.Addr: %w", err)
+		}
+		switch cfg.TLS {
+		case TLSDirect:
+			return []target{{addr: cfg.Addr, direct: true}}, nil
+		case TLSStartTLS:
+			return []target{{addr: cfg.Addr}}, nil
+		}
+		if cached != nil {
+			return []target{{addr: cfg.Addr, direct: cached.DirectTLS}}, nil
+		}
+		return []target{{addr: cfg.Addr, direct: true, fallback: true}}, nil
+	}
+	var r Resolver = net.DefaultResolver
+	if cfg.Resolver != nil {
+		r = cfg.Resolver
+	}
+	type rec struct {
+		srv    *net.SRV
+		direct bool
+	}
+	var recs []rec
+	var lookupErrs []error
+	for _, s := range []struct {
+		service string
+		direct  bool
+	}{{"xmpps-client", true}, {"xmpp-client", false}} {
+		if (cfg.TLS == TLSDirect && !s.direct) || (cfg.TLS == TLSStartTLS && s.direct) {
+			continue
+		}
+		_, addrs, err := r.LookupSRV(ctx, s.service, "tcp", domain)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, &login.Error{Step: "lookup", Domain: domain, Kind: login.ErrTimeout, Err: ctx.Err()}
+			}
+			lookupErrs = append(lookupErrs, err)
+			continue
+		}
+		for _, a := range addrs {
+			if a.Target == "." || a.Target == "" {
+				continue // RFC 2782: service decidedly not available
+			}
+			recs = append(recs, rec{a, s.direct})
+		}
+	}
+	// net.LookupSRV orders each set by priority and weight; merge the two
+	// sets by priority, Direct TLS first among equals (XEP-0368 §3).
+	slices.SortStableFunc(recs, func(a, b rec) int {
+		if c := cmp.Compare(a.srv.Priority, b.srv.Priority); c != 0 {
+			return c
+		}
+		switch {
+		case a.direct && !b.direct:
+			return -1
+		case b.direct && !a.direct:
+			return 1
+		}
+		return 0
+	})
+	var out []target
+	for _, rc := range recs {
+		host := rc.srv.Target
+		if len(host) > 0 && host[len(host)-1] == '.' {
+			host = host[:len(host)-1]
+		}
+		out = append(out, target{addr: net.JoinHostPort(host, strconv.Itoa(int(rc.srv.Port))), direct: rc.direct})
+	}
+	if len(out) == 0 {
+		// RFC 6120 §3.2.2: no SRV records, fall back to the domain.
+		if cfg.TLS == TLSDirect {
+			out = append(out, target{addr: net.JoinHostPort(domain, "5223"), direct: true})
+		} else {
+			out = append(out, target{addr: net.JoinHostPort(domain, "5222")})
+		}
+	}
+	_ = lookupErrs
+	return out, nil
+}
+
+// tlsConn is a secured connection ready for the login.
+type tlsConn struct {
+	conn            *tls.Conn
+	direct          bool
+	startTLSOffered bool
+}
+
+// connect tries each target in order until one is connected and secured.
+func connect(ctx context.Context, cfg Config, targets []target, cached *cache.Features, info *Info, log zerolog.Logger) (tlsConn, error) {
+	domain := cfg.JID.Domainpart()
+	var errs []error
+	for _, t := range targets {
+		tc, err := connectOne(ctx, cfg, t, cached, info, log)
+		if err == nil {
+			return tc, nil
+		}
+		var le *login.Error
+		if errors.As(err, &le) && (errors.Is(err, login.ErrTLS) && !isNotTLS(err)) {
+			// A certificate that does not verify is an answer, not an
+			// unreachable address: never try further addresses around it.
+			return tlsConn{}, err
+		}
+		if t.fallback && isNotTLS(err) {
+			log.Debug().Str("addr", t.addr).Msg("no TLS on this address; trying STARTTLS")
+			tc, err = connectOne(ctx, cfg, target{addr: t.addr}, cached, info, log)
+			if err == nil {
+				return tc, nil
+			}
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 1 {
+		return tlsConn{}, errs[0]
+	}
+	return tlsConn{}, &login.Error{Step: "connect", Domain: domain, Kind: kindOf(errs), Err: errors.Join(errs...)}
+}
+
+func kindOf(errs []error) error {
+	for _, k := range []error{login.ErrTimeout, login.ErrTLS, login.ErrRefused, login.ErrProtocol} {
+		for _, e := range errs {
+			if errors.Is(e, k) {
+				return k
+			}
+		}
+	}
+	return login.ErrConnection
+}
+
+func isNotTLS(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh)
+}
+
+func connectOne(ctx context.Context, cfg Config, t target, cached *cache.Features, info *Info, log zerolog.Logger) (tlsConn, error) {
+	domain := cfg.JID.Domainpart()
+	dial := cfg.DialFunc
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	connStart := time.Now()
+	raw, err := dial(ctx, "tcp", t.addr)
+	if cfg.Trace != nil && cfg.Trace.ConnectDone != nil {
+		cfg.Trace.ConnectDone(t.addr, err)
+	}
+	if err != nil {
+		kind := login.ErrConnection
+		if ctx.Err() != nil {
+			kind = login.ErrTimeout
+		}
+		return tlsConn{}, &login.Error{Step: "connect", Domain: domain, Kind: kind, Err: err}
+	}
+	info.Timings.Connect = time.Since(connStart)
+	info.Addr = t.addr
+	if tc, ok := raw.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	tlsCfg := tlsConfig(cfg, t.direct)
+	var tc tlsConn
+	tc.direct = t.direct
+	if !t.direct {
+		stStart := time.Now()
+		offered, rts, err := startTLS(ctx, raw, cfg.JID, cached)
+		info.Timings.StartTLS = time.Since(stStart)
+		info.StartTLSRoundTrips = rts
+		if err != nil {
+			raw.Close()
+			return tlsConn{}, err
+		}
+		tc.startTLSOffered = offered
+	}
+	tlsStart := time.Now()
+	conn := tls.Client(raw, tlsCfg)
+	err = conn.HandshakeContext(ctx)
+	info.Timings.TLS = time.Since(tlsStart)
+	if cfg.Trace != nil && cfg.Trace.TLSDone != nil {
+		cfg.Trace.TLSDone(conn.ConnectionState(), err)
+	}
+	if err != nil {
+		raw.Close()
+		kind := login.ErrTLS
+		if ctx.Err() != nil {
+			kind = login.ErrTimeout
+		}
+		return tlsConn{}, &login.Error{Step: "tls", Domain: domain, Kind: kind, Err: err}
+	}
+	cs := conn.ConnectionState()
+	info.DirectTLS = t.direct
+	info.TLSVersion = tls.VersionName(cs.Version)
+	log.Debug().Str("addr", t.addr).Bool("direct_tls", t.direct).Str("tls", info.TLSVersion).Msg("secured")
+	tc.conn = conn
+	return tc, nil
+}
+
+func tlsConfig(cfg Config, direct bool) *tls.Config {
+	var c *tls.Config
+	if cfg.TLSConfig != nil {
+		c = cfg.TLSConfig.Clone()
+	} else {
+		c = &tls.Config{}
+	}
+	if c.ServerName == "" {
+		c.ServerName = cfg.JID.Domainpart()
+	}
+	if c.MinVersion == 0 {
+		c.MinVersion = tls.VersionTLS12
+	}
+	if direct && len(c.NextProtos) == 0 {
+		// XEP-0368 §3: Direct TLS negotiates ALPN "xmpp-client".
+		c.NextProtos = []string{"xmpp-client"}
+	}
+	return c
+}
+
+// startTLS negotiates STARTTLS (RFC 6120 §5) on a plain connection. When the
+// cache says the server offers it, the header and <starttls/> go in one
+// write (1 round trip); otherwise the features are read first (2).
+func startTLS(ctx context.Context, conn net.Conn, j jid.JID, cached *cache.Features) (offered bool, roundTrips int, err error) {
+	domain := j.Domainpart()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	wrap := func(kind error, err error) error {
+		if ctx.Err() != nil {
+			kind = login.ErrTimeout
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		return &login.Error{Step: "starttls", Domain: domain, Kind: kind, Err: err}
+	}
+	header := fmt.Sprintf("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='%s' from='%s'>", xmlEscape(domain), xmlEscape(j.Bare().String()))
+	const req = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+	pipelined := cached != nil && cached.StartTLS
+	first := header
+	if pipelined {
+		first += req
+	}
+	if _, err := conn.Write([]byte(first)); err != nil {
+		return false, 0, wrap(login.ErrConnection, err)
+	}
+	roundTrips = 1
+	// The server sends nothing after <proceed/> until the TLS handshake, so
+	// a buffering decoder loses nothing here.
+	d := xml.NewDecoder(conn)
+	var sawHeader bool
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return offered, roundTrips, wrap(login.ErrConnection, err)
+		}
+		start, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		switch {
+		case start.Name.Space == login.NSStream && start.Name.Local == "stream":
+			sawHeader = true
+		case !sawHeader:
+			return offered, roundTrips, wrap(login.ErrProtocol, fmt.Errorf("expected a stream header, got <%s>", start.Name.Local))
+		case start.Name.Space == login.NSStream && start.Name.Local == "features":
+			var f struct {
+				StartTLS *struct{} `xml:"urn:ietf:params:xml:ns:xmpp-tls starttls"`
+			}
+			if err := d.DecodeElement(&f, &start); err != nil {
+				return offered, roundTrips, wrap(login.ErrProtocol, err)
+			}
+			offered = f.StartTLS != nil
+			if !offered {
+				// Never continue in plain text.
+				return false, roundTrips, wrap(login.ErrTLS, errors.New("the server does not offer STARTTLS"))
+			}
+			if !pipelined {
+				if _, err := conn.Write([]byte(req)); err != nil {
+					return offered, roundTrips, wrap(login.ErrConnection, err)
+				}
+				roundTrips++
+			}
+		case start.Name.Space == login.NSTLS && start.Name.Local == "proceed":
+			if err := d.Skip(); err != nil {
+				return offered, roundTrips, wrap(login.ErrProtocol, err)
+			}
+			return offered, roundTrips, nil
+		case start.Name.Space == login.NSTLS && start.Name.Local == "failure":
+			return offered, roundTrips, wrap(login.ErrTLS, errors.New("the server refused STARTTLS"))
+		case start.Name.Space == login.NSStream && start.Name.Local == "error":
+			return offered, roundTrips, wrap(login.ErrRefused, errors.New("stream error during STARTTLS"))
+		default:
+			return offered, roundTrips, wrap(login.ErrProtocol, fmt.Errorf("unexpected <%s> during STARTTLS", start.Name.Local))
+		}
+	}
+}
+
+func xmlEscape(s string) string {
+	var b []byte
+	for _, r := range s {
+		switch r {
+		case '\'':
+			b = append(b, "&apos;"...)
+		case '"':
+			b = append(b, "&quot;"...)
+		case '&':
+			b = append(b, "&amp;"...)
+		case '<':
+			b = append(b, "&lt;"...)
+		case '>':
+			b = append(b, "&gt;"...)
+		default:
+			b = append(b, string(r)...)
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,88 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/pipebind/pipebind/client"
+	"github.com/pipebind/pipebind/internal/prosodytest"
+	"github.com/pipebind/pipebind/login"
+)
+
+func TestIntegrationProsodyLogin(t *testing.T) {
+	srv := prosodytest.StartT(t, prosodytest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	for _, tc := range []struct {
+		name      string
+		tls       client.TLSMode
+		addr      string
+		mechs     []string
+		wantMech  string
+		wantWarm  int
+		wantCold  int
+	}{
+		{"direct-plain", client.TLSDirect, srv.DirectTLSAddr, []string{"PLAIN"}, "PLAIN", 1, 2},
+		{"direct-scram", client.TLSDirect, srv.DirectTLSAddr, []string{"SCRAM-SHA-1"}, "SCRAM-SHA-1", 2, 3},
+		{"direct-scram-plus", client.TLSDirect, srv.DirectTLSAddr, nil, "SCRAM-SHA-1-PLUS", 2, 3},
+		{"starttls-plain", client.TLSStartTLS, srv.C2SAddr, []string{"PLAIN"}, "PLAIN", 1, 2},
+		{"starttls-scram", client.TLSStartTLS, srv.C2SAddr, []string{"SCRAM-SHA-1"}, "SCRAM-SHA-1", 2, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := client.Config{
+				JID:        jid.MustParse("alice@" + srv.Domain),
+				Password:   srv.Users["alice"],
+				Addr:       tc.addr,
+				TLS:        tc.tls,
+				TLSConfig:  srv.TLSConfig(),
+				CachePath:  filepath.Join(t.TempDir(), "cache.db"),
+				Mechanisms: tc.mechs,
+			}
+			for i, want := range []struct {
+				source login.Source
+				rt     int
+			}{{login.SourceNetwork, tc.wantCold}, {login.SourceCache, tc.wantWarm}} {
+				c, err := client.Dial(ctx, cfg)
+				if err != nil {
+					t.Fatalf("login %d: %v", i, err)
+				}
+				info := c.Info()
+				if info.Path != login.PathSASL2 || info.Source != want.source || info.RoundTrips != want.rt || info.Mechanism != tc.wantMech {
+					t.Errorf("login %d: path %s source %s round trips %d mechanism %s; want sasl2 %s %d %s",
+						i, info.Path, info.Source, info.RoundTrips, info.Mechanism, want.source, want.rt, tc.wantMech)
+				}
+				if info.JID.Resourcepart() == "" || !info.JID.Bare().Equal(cfg.JID) {
+					t.Errorf("login %d: bound %s", i, info.JID)
+				}
+				if !info.SM.Enabled || !info.SM.Resumable || info.SM.ID == "" {
+					t.Errorf("login %d: SM %+v, want enabled and resumable", i, info.SM)
+				}
+				if err := c.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+
+	t.Run("wrong-password", func(t *testing.T) {
+		_, err := client.Dial(ctx, client.Config{
+			JID:       jid.MustParse("alice@" + srv.Domain),
+			Password:  "not-the-password",
+			Addr:      srv.DirectTLSAddr,
+			TLS:       client.TLSDirect,
+			TLSConfig: srv.TLSConfig(),
+		})
+		if !errors.Is(err, client.ErrAuth) {
+			t.Fatalf("err = %v, want ErrAuth", err)
+		}
+		if !errors.Is(err, &login.SASLError{Condition: "not-authorized"}) {
+			t.Errorf("err = %v, want not-authorized", err)
+		}
+	})
+}

@@ -1,0 +1,245 @@
+package login
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"fmt"
+	"strconv"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/pipebind/pipebind/cache"
+)
+
+// classic runs RFC 6120 SASL after the <auth> was written, restarts the
+// stream, binds a resource and enables carbons and stream management.
+func (n *negotiation) classic(ctx context.Context, r *reader, p plan) error {
+	if err := n.saslClassic(r, &p); err != nil {
+		return err
+	}
+	// RFC 6120 §6.4.6: after success the client restarts the stream. Never
+	// pipelined before the success: real servers drop or break on it.
+	n.step = "restart"
+	if err := n.write(n.header()); err != nil {
+		return err
+	}
+	if err := r.header(); err != nil {
+		return err
+	}
+	n.step = "features"
+	start, err := r.next()
+	if err != nil {
+		return err
+	}
+	if start.Name != (xml.Name{Space: NSStream, Local: "features"}) {
+		return protocolErrorf("expected <stream:features> after restart, got <%s>", start.Name.Local)
+	}
+	post, err := decodeFeatures(r.d, start)
+	if err != nil {
+		return err
+	}
+	mergePostAuth(&n.res.Features, post)
+	if !post.ClassicBind {
+		return protocolErrorf("the server offers no resource binding after authentication")
+	}
+	return n.bindClassic(ctx, r, post)
+}
+
+// saslClassic runs the urn:ietf:params:xml:ns:xmpp-sasl exchange.
+func (n *negotiation) saslClassic(r *reader, p *plan) error {
+	n.step = "auth"
+	for {
+		start, err := r.next()
+		if err != nil {
+			return err
+		}
+		switch start.Name {
+		case xml.Name{Space: NSSASL, Local: "challenge"}:
+			if err := n.challenge(r, start, p, NSSASL); err != nil {
+				return err
+			}
+		case xml.Name{Space: NSSASL, Local: "success"}:
+			var text string
+			if err := r.d.DecodeElement(&text, &start); err != nil {
+				return protocolErrorf("success: %v", err)
+			}
+			data, err := decodeBase64(text)
+			if err != nil {
+				return err
+			}
+			if err := n.finishSASL(p, data); err != nil {
+				return err
+			}
+			n.log.Debug().Str("mechanism", p.mech).Msg("sasl success")
+			return nil
+		case xml.Name{Space: NSSASL, Local: "failure"}:
+			return saslFailure(r.d, start)
+		default:
+			return protocolErrorf("unexpected <%s xmlns='%s'> during SASL", start.Name.Local, start.Name.Space)
+		}
+	}
+}
+
+// bindClassic binds a resource with an IQ (RFC 6120 §7), then enables
+// carbons (XEP-0280) and stream management (XEP-0198) in one write.
+func (n *negotiation) bindClassic(_ context.Context, r *reader, post cache.Features) error {
+	n.step = "bind"
+	var b bytes.Buffer
+	b.WriteString("<iq type='set' id='pb-bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>")
+	if n.cfg.Resource != "" {
+		b.WriteString("<resource>")
+		escapeAttr(&b, n.cfg.Resource)
+		b.WriteString("</resource>")
+	}
+	b.WriteString("</bind></iq>")
+	if err := n.write(b.Bytes()); err != nil {
+		return err
+	}
+	var res struct {
+		JID string `xml:"urn:ietf:params:xml:ns:xmpp-bind bind>jid"`
+	}
+	if err := n.readIQResult(r, "pb-bind", &res); err != nil {
+		return fmt.Errorf("resource binding: %w", err)
+	}
+	j, err := jid.Parse(res.JID)
+	if err != nil || j.Resourcepart() == "" || !j.Bare().Equal(n.bare) {
+		return protocolErrorf("resource binding returned %q for %s", truncate(res.JID, 128), n.bare)
+	}
+	n.res.JID = j
+
+	n.step = "enable"
+	b.Reset()
+	wantCarbons := !n.cfg.NoCarbons
+	wantSM := !n.cfg.NoSM && post.SM
+	if wantCarbons {
+		b.WriteString("<iq type='set' id='pb-carbons'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+	}
+	if wantSM {
+		b.WriteString("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := n.write(b.Bytes()); err != nil {
+		return err
+	}
+	if wantCarbons {
+		err := n.readIQResult(r, "pb-carbons", nil)
+		var se *stanzaError
+		switch {
+		case err == nil:
+			n.res.Carbons = true
+		case asStanzaError(err, &se):
+			// A server without carbons answers with an error: not fatal.
+			n.log.Debug().Str("condition", se.Condition).Msg("carbons not enabled")
+		default:
+			return err
+		}
+	}
+	if wantSM {
+		start, err := r.next()
+		if err != nil {
+			return err
+		}
+		switch start.Name {
+		case xml.Name{Space: NSSM, Local: "enabled"}:
+			var e struct {
+				ID       string `xml:"id,attr"`
+				Resume   string `xml:"resume,attr"`
+				Max      string `xml:"max,attr"`
+				Location string `xml:"location,attr"`
+			}
+			if err := r.d.DecodeElement(&e, &start); err != nil {
+				return protocolErrorf("sm enabled: %v", err)
+			}
+			n.res.SM = SMState{Enabled: true, ID: truncate(e.ID, 1024), Resumable: e.Resume == "true" || e.Resume == "1", Location: truncate(e.Location, 1024)}
+			if e.Max != "" {
+				if m, err := strconv.Atoi(e.Max); err == nil && m >= 0 {
+					n.res.SM.Max = m
+				}
+			}
+		case xml.Name{Space: NSSM, Local: "failed"}:
+			if err := r.d.Skip(); err != nil {
+				return err
+			}
+			n.log.Debug().Msg("stream management not enabled")
+		default:
+			return protocolErrorf("unexpected <%s xmlns='%s'> while enabling stream management", start.Name.Local, start.Name.Space)
+		}
+	}
+	return nil
+}
+
+// stanzaError is an IQ error answer during the login.
+type stanzaError struct {
+	Type      string
+	Condition string
+}
+
+func (e *stanzaError) Error() string {
+	return fmt.Sprintf("stanza error: %s (%s)", e.Condition, e.Type)
+}
+
+func asStanzaError(err error, target **stanzaError) bool {
+	se, ok := err.(*stanzaError)
+	if ok {
+		*target = se
+	}
+	return ok
+}
+
+// readIQResult reads the answer to the IQ with id; v (may be nil) receives a
+// result's payload. Any other element is a protocol error: during the login
+// nothing else may arrive, and nothing is silently dropped.
+func (n *negotiation) readIQResult(r *reader, id string, v any) error {
+	start, err := r.next()
+	if err != nil {
+		return err
+	}
+	if start.Name.Local != "iq" || start.Name.Space != NSClient {
+		return protocolErrorf("unexpected <%s xmlns='%s'> while waiting for IQ %s", start.Name.Local, start.Name.Space, id)
+	}
+	var typ, gotID string
+	for _, a := range start.Attr {
+		switch a.Name.Local {
+		case "type":
+			typ = a.Value
+		case "id":
+			gotID = a.Value
+		}
+	}
+	if gotID != id {
+		return protocolErrorf("unexpected IQ %q while waiting for IQ %s", truncate(gotID, 64), id)
+	}
+	switch typ {
+	case "result":
+		if v == nil {
+			return r.d.Skip()
+		}
+		if err := r.d.DecodeElement(v, &start); err != nil {
+			return protocolErrorf("IQ %s: %v", id, err)
+		}
+		return nil
+	case "error":
+		var e struct {
+			Error struct {
+				Type  string `xml:"type,attr"`
+				Inner []struct {
+					XMLName xml.Name
+				} `xml:",any"`
+			} `xml:"error"`
+		}
+		if err := r.d.DecodeElement(&e, &start); err != nil {
+			return protocolErrorf("IQ %s: %v", id, err)
+		}
+		se := &stanzaError{Type: e.Error.Type, Condition: "undefined-condition"}
+		for _, in := range e.Error.Inner {
+			if in.XMLName.Space == NSStanzaErrors && in.XMLName.Local != "text" {
+				se.Condition = in.XMLName.Local
+			}
+		}
+		return se
+	}
+	return protocolErrorf("IQ %s answered with type %q", id, truncate(typ, 32))
+}

@@ -1,0 +1,240 @@
+package login
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/pipebind/pipebind/cache"
+)
+
+// Sentinel errors that a failed login matches with errors.Is. Every error
+// returned by this package is a *Error that wraps one of them (or a context
+// error) and the cause.
+var (
+	// ErrAuth means the server rejected the credentials (SASL not-authorized,
+	// credentials-expired, account-disabled).
+	ErrAuth = errors.New("authentication failed")
+	// ErrRefused means the server refused the login for another reason: a
+	// stream error, a SASL failure other than bad credentials, or a
+	// requirement the client will not meet.
+	ErrRefused = errors.New("server refused the login")
+	// ErrProtocol means the server sent something the protocol does not
+	// allow at that point, or something that could not be parsed.
+	ErrProtocol = errors.New("protocol error")
+	// ErrTLS means the TLS handshake failed, the certificate did not verify,
+	// or the server would not secure the stream.
+	ErrTLS = errors.New("TLS error")
+	// ErrTimeout means a deadline passed while waiting for the server. When
+	// the deadline was the context's, the error also matches
+	// context.DeadlineExceeded.
+	ErrTimeout = errors.New("timeout")
+	// ErrConnection means the connection broke (closed by the server, reset)
+	// before the login completed.
+	ErrConnection = errors.New("connection lost")
+	// ErrInsecure means the login would have sent a password (PLAIN) over a
+	// stream whose TLS certificate was not verified, or would have used a
+	// mechanism the live features do not offer.
+	ErrInsecure = errors.New("refusing an insecure login")
+)
+
+// Error describes a failed login: the step that failed, the path, the
+// server, and the cause. It never holds a credential.
+type Error struct {
+	Step   string // "dial", "tls", "starttls", "features", "auth", "bind", ...
+	Path   Path
+	Domain string
+	Kind   error // one of the sentinel errors above
+	Err    error // the cause, may be nil
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("login")
+	if e.Domain != "" {
+		b.WriteString(" to ")
+		b.WriteString(e.Domain)
+	}
+	if e.Path != PathAuto {
+		b.WriteString(" (")
+		b.WriteString(e.Path.String())
+		b.WriteString(")")
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Step)
+	b.WriteString(": ")
+	if e.Err != nil {
+		b.WriteString(e.Err.Error())
+	} else {
+		b.WriteString(e.Kind.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the kind and the cause, so that errors.Is matches both the
+// sentinel (ErrAuth, ...) and, for example, context.Canceled.
+func (e *Error) Unwrap() []error {
+	if e.Err == nil {
+		return []error{e.Kind}
+	}
+	return []error{e.Kind, e.Err}
+}
+
+// SafeToRetry reports whether the login can be retried at once with fresh
+// features: true for stale-cache conditions.
+func (e *Error) SafeToRetry() bool { return errors.Is(e.Err, errStale) }
+
+// SASLError is a SASL <failure> from the server (RFC 6120 §6.5, XEP-0388).
+// Its Is method treats an empty Condition as a wildcard, so
+// errors.Is(err, &SASLError{Condition: "not-authorized"}) matches that
+// condition whatever the text.
+type SASLError struct {
+	Condition string
+	Text      string
+}
+
+func (e *SASLError) Error() string {
+	if e.Text != "" {
+		return fmt.Sprintf("sasl failure: %s (%q)", e.Condition, e.Text)
+	}
+	return "sasl failure: " + e.Condition
+}
+
+// Is matches another *SASLError with the same (or an empty) condition.
+func (e *SASLError) Is(target error) bool {
+	t, ok := target.(*SASLError)
+	if !ok {
+		return false
+	}
+	return t.Condition == "" || t.Condition == e.Condition
+}
+
+// kind classifies a SASL failure.
+func (e *SASLError) kind() error {
+	switch e.Condition {
+	case "not-authorized", "credentials-expired", "account-disabled", "invalid-authzid":
+		return ErrAuth
+	}
+	return ErrRefused
+}
+
+// StreamError is a <stream:error> from the server (RFC 6120 §4.9).
+type StreamError struct {
+	Condition string
+	Text      string
+}
+
+func (e *StreamError) Error() string {
+	if e.Text != "" {
+		return fmt.Sprintf("stream error: %s (%q)", e.Condition, e.Text)
+	}
+	return "stream error: " + e.Condition
+}
+
+// Is matches another *StreamError with the same (or an empty) condition.
+func (e *StreamError) Is(target error) bool {
+	t, ok := target.(*StreamError)
+	if !ok {
+		return false
+	}
+	return t.Condition == "" || t.Condition == e.Condition
+}
+
+// errStale marks an attempt that failed because the cached features no longer
+// describe the server; the caller retries once with the live features.
+var errStale = errors.New("cached features are stale")
+
+// StaleError reports that the live features differ from the cached ones in a
+// way that made the pipelined attempt unusable. Live holds what the server
+// offers now; the caller should store it and retry once.
+type StaleError struct {
+	Reason string
+	Live   cache.Features
+}
+
+func (e *StaleError) Error() string { return "cached features are stale: " + e.Reason }
+
+// Is makes a *StaleError match errStale.
+func (e *StaleError) Is(target error) bool { return target == errStale }
+
+// IsStale reports whether err is a stale-cache failure that is safe to retry
+// with the live features it carries.
+func IsStale(err error) (*StaleError, bool) {
+	var se *StaleError
+	if errors.As(err, &se) {
+		return se, true
+	}
+	return nil, false
+}
+
+// classify wraps err into a *Error with the right kind.
+func classify(ctx context.Context, step string, path Path, domain string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var le *Error
+	if errors.As(err, &le) {
+		return err
+	}
+	e := &Error{Step: step, Path: path, Domain: domain, Err: err}
+	var sasl *SASLError
+	var serr *StreamError
+	var netErr net.Error
+	var cverr *tls.CertificateVerificationError
+	var uaerr x509.UnknownAuthorityError
+	var hnerr x509.HostnameError
+	var cierr x509.CertificateInvalidError
+	var rherr tls.RecordHeaderError
+	var alert tls.AlertError
+	switch {
+	case ctx != nil && ctx.Err() != nil:
+		// The context ended: report its error so errors.Is(err,
+		// context.Canceled / DeadlineExceeded) holds.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			e.Kind = ErrTimeout
+		} else {
+			e.Kind = context.Canceled
+		}
+		if !errors.Is(err, ctx.Err()) {
+			e.Err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+	case errors.As(err, new(*stanzaError)):
+		e.Kind = ErrRefused
+	case errors.As(err, &sasl):
+		e.Kind = sasl.kind()
+	case errors.As(err, &serr):
+		e.Kind = ErrRefused
+	case errors.Is(err, errStale):
+		e.Kind = ErrRefused
+	case errors.Is(err, ErrInsecure), errors.Is(err, ErrProtocol), errors.Is(err, ErrTLS),
+		errors.Is(err, ErrAuth), errors.Is(err, ErrRefused), errors.Is(err, ErrTimeout), errors.Is(err, ErrConnection):
+		for _, k := range []error{ErrInsecure, ErrProtocol, ErrTLS, ErrAuth, ErrRefused, ErrTimeout, ErrConnection} {
+			if errors.Is(err, k) {
+				e.Kind = k
+				break
+			}
+		}
+	case errors.As(err, &cverr), errors.As(err, &uaerr), errors.As(err, &hnerr),
+		errors.As(err, &cierr), errors.As(err, &rherr), errors.As(err, &alert):
+		e.Kind = ErrTLS
+	case errors.As(err, &netErr) && netErr.Timeout():
+		e.Kind = ErrTimeout
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
+		e.Kind = ErrConnection
+	default:
+		e.Kind = ErrProtocol
+	}
+	return e
+}
+
+// protocolErrorf returns an error matching ErrProtocol.
+func protocolErrorf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,396 @@
+package login
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/rs/zerolog"
+	"mellium.im/sasl"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stream"
+
+	"github.com/pipebind/pipebind/cache"
+)
+
+// Path is the way a login authenticates and binds.
+type Path uint8
+
+const (
+	// PathAuto picks the best path the server is known to support:
+	// sasl2 > bind2-draft > classic.
+	PathAuto Path = iota
+	// PathSASL2 is SASL2 (XEP-0388) with inline Bind 2 (XEP-0386).
+	PathSASL2
+	// PathBind2Draft is the XEP-0386 v0.3.0 draft (urn:xmpp:bind2:0):
+	// header, auth, restart header and bind in one write.
+	PathBind2Draft
+	// PathClassic is RFC 6120 SASL, stream restart and resource binding.
+	PathClassic
+)
+
+// String returns "auto", "sasl2", "bind2-draft" or "classic".
+func (p Path) String() string {
+	switch p {
+	case PathSASL2:
+		return "sasl2"
+	case PathBind2Draft:
+		return "bind2-draft"
+	case PathClassic:
+		return "classic"
+	}
+	return "auto"
+}
+
+// ParsePath is the inverse of Path.String.
+func ParsePath(s string) (Path, error) {
+	for _, p := range []Path{PathAuto, PathSASL2, PathBind2Draft, PathClassic} {
+		if p.String() == s {
+			return p, nil
+		}
+	}
+	return PathAuto, fmt.Errorf("login: unknown path %q (want auto, sasl2, bind2-draft or classic)", s)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (p Path) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// Source says where the features that planned a login's first write came
+// from.
+type Source uint8
+
+const (
+	// SourceNetwork: the features were read from the server first.
+	SourceNetwork Source = iota
+	// SourceCache: the first write was planned from cached features.
+	SourceCache
+)
+
+// String returns "network" or "cache".
+func (s Source) String() string {
+	if s == SourceCache {
+		return "cache"
+	}
+	return "network"
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s Source) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UserAgent is the SASL2 <user-agent/> (XEP-0388).
+type UserAgent struct {
+	// ID is stable per installation (a UUID); required by FAST and useful to
+	// servers. Empty omits the element.
+	ID string
+	// Software defaults to "pipebind".
+	Software string
+	// Device is a human-readable device name; empty omits it.
+	Device string
+}
+
+// Config configures one login. Its zero value is not usable: JID and
+// Password are required.
+type Config struct {
+	// JID is the account's address; only the bare JID is used.
+	JID jid.JID
+	// Password of the account. Never logged.
+	Password string
+	// Features is what the cache knows of the server; nil means a cache
+	// miss: the server's features are read before the first SASL write.
+	Features *cache.Features
+	// Path forces a path; PathAuto (zero) picks the best one offered.
+	Path Path
+	// Mechanisms lists the SASL mechanisms the client may use, most
+	// preferred first. Nil means DefaultMechanisms.
+	Mechanisms []string
+	// InsecureAllowPlain allows PLAIN over a TLS connection whose
+	// certificate was not verified. Never set it outside tests.
+	InsecureAllowPlain bool
+	// UserAgent is sent inside SASL2 <authenticate>.
+	UserAgent UserAgent
+	// Tag is the Bind 2 client tag; empty means "pipebind".
+	Tag string
+	// Resource is requested in classic resource binding; empty lets the
+	// server choose.
+	Resource string
+	// Inactive sets the XEP-0352 client state to inactive at bind time (a
+	// bot that only needs pushes); otherwise the client starts active.
+	Inactive bool
+	// NoCarbons, NoSM switch off enabling Message Carbons and Stream
+	// Management at bind time.
+	NoCarbons, NoSM bool
+	// DirectTLS reports that conn uses Direct TLS (XEP-0368) rather than
+	// STARTTLS; it is recorded in the features for the next login.
+	DirectTLS bool
+	// StartTLSOffered reports that the server offered STARTTLS before TLS
+	// (recorded in the features).
+	StartTLSOffered bool
+	// Logger receives debug events; the zero Logger is silent. Credentials
+	// and SASL payloads are never logged.
+	Logger zerolog.Logger
+}
+
+// DefaultMechanisms is the mechanism preference used when
+// Config.Mechanisms is nil: channel binding first, PLAIN last.
+var DefaultMechanisms = []string{
+	"SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN",
+}
+
+// SMState is what the server said about stream management at bind time.
+type SMState struct {
+	Enabled   bool   `json:"enabled"`
+	ID        string `json:"id,omitempty"`
+	Resumable bool   `json:"resumable"`
+	Max       int    `json:"max,omitempty"`
+	Location  string `json:"location,omitempty"`
+}
+
+// Flight is one round trip after TLS as the client saw it: when its first
+// byte was written and when the first byte of the answer arrived.
+type Flight struct {
+	Sent     time.Time `json:"sent"`
+	Answered time.Time `json:"answered"`
+	BytesOut int64     `json:"bytes_out"`
+}
+
+// Result describes a successful login.
+type Result struct {
+	// JID is the bound full JID.
+	JID jid.JID
+	// Path is the path taken.
+	Path Path
+	// Source is where the features that planned the first write came from.
+	Source Source
+	// Mechanism is the SASL mechanism used.
+	Mechanism string
+	// RoundTrips counts the client's write-then-wait turns after TLS, as
+	// measured on the connection.
+	RoundTrips int
+	// Flights has one entry per round trip.
+	Flights []Flight
+	// BytesOut, BytesIn count application bytes after TLS.
+	BytesOut, BytesIn int64
+	// SM is the stream management state enabled at bind time.
+	SM SMState
+	// Carbons reports that Message Carbons were enabled.
+	Carbons bool
+	// Features is what the server offered on this login (pre-auth features
+	// with the post-auth ones folded in), to be cached.
+	Features cache.Features
+	// Stale reports that the live features differed from the cached ones.
+	Stale bool
+	// Started and Done bound the login (after TLS).
+	Started, Done time.Time
+}
+
+// Negotiate logs in over conn, which must be an established TLS connection
+// (Direct TLS or after STARTTLS). It returns a ready *xmpp.Session whose
+// decoder has consumed exactly the login's answers.
+//
+// On failure the error is a *Error; if it is a stale-cache failure
+// (IsStale), the caller may store the live features and retry once on a new
+// connection. Negotiate never closes conn.
+func Negotiate(ctx context.Context, conn net.Conn, cfg Config) (*xmpp.Session, *Result, error) {
+	n, err := newNegotiation(conn, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := xmpp.NewSession(ctx, n.domain, n.bare, n.meter, 0, n.negotiate)
+	if err != nil {
+		return nil, nil, classify(ctx, n.step, n.res.Path, n.domain.String(), err)
+	}
+	return s, &n.res, nil
+}
+
+// negotiation is the state of one login.
+type negotiation struct {
+	cfg    Config
+	bare   jid.JID
+	domain jid.JID
+	meter  *meterConn
+	tls    tls.ConnectionState
+	log    zerolog.Logger
+	step   string
+	res    Result
+}
+
+func newNegotiation(conn net.Conn, cfg Config) (*negotiation, error) {
+	if cfg.JID.Localpart() == "" {
+		return nil, &Error{Step: "config", Kind: ErrRefused, Err: fmt.Errorf("JID %q has no localpart", cfg.JID)}
+	}
+	tc, ok := conn.(interface{ ConnectionState() tls.ConnectionState })
+	if !ok {
+		return nil, &Error{Step: "config", Domain: cfg.JID.Domainpart(), Kind: ErrTLS, Err: fmt.Errorf("%T is not a TLS connection", conn)}
+	}
+	n := &negotiation{
+		cfg:    cfg,
+		bare:   cfg.JID.Bare(),
+		domain: cfg.JID.Domain(),
+		meter:  newMeterConn(conn),
+		tls:    tc.ConnectionState(),
+		log:    cfg.Logger.With().Str("component", "login").Str("domain", cfg.JID.Domainpart()).Logger(),
+	}
+	if n.cfg.Mechanisms == nil {
+		n.cfg.Mechanisms = DefaultMechanisms
+	}
+	if n.cfg.Tag == "" {
+		n.cfg.Tag = "pipebind"
+	}
+	if n.cfg.UserAgent.Software == "" {
+		n.cfg.UserAgent.Software = "pipebind"
+	}
+	return n, nil
+}
+
+// negotiate is the xmpp.Negotiator: it runs the whole login in one call and
+// returns with the Ready bit and a nil ReadWriter, so mellium keeps its
+// decoder (and what it has read ahead).
+func (n *negotiation) negotiate(ctx context.Context, in, out *stream.Info, s *xmpp.Session, _ any) (xmpp.SessionState, io.ReadWriter, any, error) {
+	tr := s.TokenReader()
+	defer tr.Close()
+	r := &reader{d: xml.NewTokenDecoder(tr), in: in}
+	out.XMLNS = NSClient
+	n.res.Started = time.Now()
+	if err := n.run(ctx, r); err != nil {
+		return 0, nil, nil, classify(ctx, n.step, n.res.Path, n.domain.String(), err)
+	}
+	n.res.Done = time.Now()
+	n.res.RoundTrips, n.res.Flights = n.meter.flights()
+	n.res.BytesIn, n.res.BytesOut = n.meter.bytes()
+	if !s.UpdateAddr(n.res.JID) {
+		return 0, nil, nil, classify(ctx, "bind", n.res.Path, n.domain.String(), protocolErrorf("session already ready"))
+	}
+	return xmpp.Ready | xmpp.Authn | xmpp.Secure, nil, nil, nil
+}
+
+func (n *negotiation) run(ctx context.Context, r *reader) error {
+	cached := n.cfg.Features
+	var live cache.Features
+	var p plan
+	if cached != nil {
+		var err error
+		p, err = n.plan(*cached)
+		if err != nil {
+			// The cache cannot plan a login (for example PLAIN only, over an
+			// unverified connection): read the live features instead.
+			n.log.Debug().Err(err).Msg("cached features unusable; reading live features")
+			cached = nil
+		}
+	}
+	if cached != nil {
+		n.res.Source = SourceCache
+		n.res.Path = p.path
+		burst, err := n.firstAuth(&p)
+		if err != nil {
+			return err
+		}
+		n.step = "write"
+		if err := n.write(append(n.header(), burst...)); err != nil {
+			return err
+		}
+		n.log.Debug().Str("path", p.path.String()).Str("mechanism", p.mech).Msg("pipelined burst written")
+		if live, err = n.readHeaderAndFeatures(r); err != nil {
+			return err
+		}
+		n.res.Stale = !live.Equal(*cached)
+		if err := n.checkLive(p, live); err != nil {
+			return &StaleError{Reason: err.Error(), Live: live}
+		}
+	} else {
+		n.res.Source = SourceNetwork
+		n.step = "write"
+		if err := n.write(n.header()); err != nil {
+			return err
+		}
+		var err error
+		if live, err = n.readHeaderAndFeatures(r); err != nil {
+			return err
+		}
+		if p, err = n.plan(live); err != nil {
+			return err
+		}
+		n.res.Path = p.path
+		burst, err := n.firstAuth(&p)
+		if err != nil {
+			return err
+		}
+		if err := n.write(burst); err != nil {
+			return err
+		}
+	}
+	n.res.Features = live
+	n.res.Mechanism = p.mech
+	switch p.path {
+	case PathSASL2:
+		return n.sasl2(ctx, r, p)
+	case PathBind2Draft:
+		return n.bind2Draft(ctx, r, p)
+	default:
+		return n.classic(ctx, r, p)
+	}
+}
+
+// header is the initial stream header, always with from= the bare JID (FAST
+// and ejabberd's SASL2 need it).
+func (n *negotiation) header() []byte {
+	var b bytes.Buffer
+	b.WriteString("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='")
+	escapeAttr(&b, n.domain.String())
+	b.WriteString("' from='")
+	escapeAttr(&b, n.bare.String())
+	b.WriteString("'>")
+	return b.Bytes()
+}
+
+// write sends p in one Write on the connection.
+func (n *negotiation) write(p []byte) error {
+	_, err := n.meter.Write(p)
+	return err
+}
+
+func (n *negotiation) readHeaderAndFeatures(r *reader) (cache.Features, error) {
+	n.step = "stream header"
+	if err := r.header(); err != nil {
+		return cache.Features{}, err
+	}
+	n.step = "features"
+	start, err := r.next()
+	if err != nil {
+		return cache.Features{}, err
+	}
+	if start.Name != (xml.Name{Space: NSStream, Local: "features"}) {
+		return cache.Features{}, protocolErrorf("expected <stream:features>, got <%s xmlns='%s'>", start.Name.Local, start.Name.Space)
+	}
+	f, err := decodeFeatures(r.d, start)
+	if err != nil {
+		return cache.Features{}, err
+	}
+	f.Domain = n.domain.String()
+	f.DirectTLS = n.cfg.DirectTLS
+	f.StartTLS = n.cfg.StartTLSOffered
+	return f, nil
+}
+
+// newSASL returns a SASL client for mechanism name.
+func (n *negotiation) newSASL(name string, remote []string) (*sasl.Negotiator, error) {
+	m, ok := mechanismByName(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: mechanism %s is not supported", ErrRefused, name)
+	}
+	local := []byte(n.bare.Localpart())
+	pw := []byte(n.cfg.Password)
+	opts := []sasl.Option{
+		sasl.Credentials(func() ([]byte, []byte, []byte) { return local, pw, nil }),
+		sasl.RemoteMechanisms(remote...),
+	}
+	if isPlus(name) {
+		opts = append(opts, sasl.TLSState(n.tls))
+	}
+	return sasl.NewClient(m, opts...), nil
+}

@@ -1,0 +1,187 @@
+package login
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/xml"
+	"fmt"
+	"slices"
+
+	"mellium.im/sasl"
+
+	"github.com/pipebind/pipebind/cache"
+)
+
+// plan is the login chosen from a set of features.
+type plan struct {
+	path   Path
+	mech   string
+	remote []string // the mechanisms offered on that path
+	f      cache.Features
+	neg    *sasl.Negotiator
+	more   bool // the mechanism expects more server data
+}
+
+// plan chooses path and mechanism from features f. It never chooses
+// something f does not offer, nor a mechanism the connection does not allow.
+func (n *negotiation) plan(f cache.Features) (plan, error) {
+	p := plan{f: f, path: n.cfg.Path}
+	if p.path == PathAuto {
+		switch {
+		case f.SASL2 && f.Bind2:
+			p.path = PathSASL2
+		case f.Bind2Draft && len(f.SASLMechanisms) > 0:
+			p.path = PathBind2Draft
+		case len(f.SASLMechanisms) > 0:
+			p.path = PathClassic
+		case f.SASL2:
+			p.path = PathSASL2
+		default:
+			return p, fmt.Errorf("%w: the server offers no SASL mechanism", ErrRefused)
+		}
+	}
+	switch p.path {
+	case PathSASL2:
+		if !f.SASL2 {
+			return p, fmt.Errorf("%w: path sasl2 forced but the server does not offer SASL2", ErrRefused)
+		}
+		p.remote = f.SASL2Mechanisms
+	case PathBind2Draft:
+		if !f.Bind2Draft {
+			return p, fmt.Errorf("%w: path bind2-draft forced but the server does not advertise urn:xmpp:bind2:0", ErrRefused)
+		}
+		p.remote = f.SASLMechanisms
+	case PathClassic:
+		p.remote = f.SASLMechanisms
+	}
+	mech, ok := chooseMechanism(n.cfg.Mechanisms, p.remote, f.ChannelBindings, n.tls, n.cfg.InsecureAllowPlain)
+	if !ok {
+		if slices.Contains(p.remote, "PLAIN") && len(n.tls.VerifiedChains) == 0 && !n.cfg.InsecureAllowPlain {
+			return p, fmt.Errorf("%w: the server offers only PLAIN among allowed mechanisms and its certificate was not verified", ErrInsecure)
+		}
+		return p, fmt.Errorf("%w: no acceptable SASL mechanism (offered %v, allowed %v)", ErrRefused, p.remote, n.cfg.Mechanisms)
+	}
+	p.mech = mech
+	return p, nil
+}
+
+// checkLive verifies a plan made from cached features against the live
+// ones. The plan stands only if the live features would have chosen the same
+// path and mechanism: a stale cache never keeps a login on a weaker or
+// withdrawn mechanism.
+func (n *negotiation) checkLive(p plan, live cache.Features) error {
+	lp, err := n.plan(live)
+	if err != nil {
+		return err
+	}
+	if lp.path != p.path {
+		return fmt.Errorf("path %s cached, %s live", p.path, lp.path)
+	}
+	if lp.mech != p.mech {
+		return fmt.Errorf("mechanism %s cached, %s live", p.mech, lp.mech)
+	}
+	return nil
+}
+
+// firstAuth starts SASL for p and returns the first authentication element
+// (<authenticate> for SASL2, <auth> otherwise).
+func (n *negotiation) firstAuth(p *plan) ([]byte, error) {
+	n.step = "auth"
+	neg, err := n.newSASL(p.mech, p.remote)
+	if err != nil {
+		return nil, err
+	}
+	more, resp, err := neg.Step(nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: sasl start: %v", ErrRefused, err)
+	}
+	p.neg, p.more = neg, more
+	var b bytes.Buffer
+	if p.path == PathSASL2 {
+		b.WriteString("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='")
+		escapeAttr(&b, p.mech)
+		b.WriteString("'><initial-response>")
+		writeBase64(&b, resp)
+		b.WriteString("</initial-response>")
+		n.userAgent(&b)
+		if p.f.Bind2 {
+			n.bind2Request(&b, p.f)
+		}
+		b.WriteString("</authenticate>")
+		return b.Bytes(), nil
+	}
+	b.WriteString("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='")
+	escapeAttr(&b, p.mech)
+	b.WriteString("'>")
+	writeBase64(&b, resp)
+	b.WriteString("</auth>")
+	return b.Bytes(), nil
+}
+
+func (n *negotiation) userAgent(b *bytes.Buffer) {
+	ua := n.cfg.UserAgent
+	if ua.ID == "" {
+		return
+	}
+	b.WriteString("<user-agent id='")
+	escapeAttr(b, ua.ID)
+	b.WriteString("'><software>")
+	escapeAttr(b, ua.Software)
+	b.WriteString("</software>")
+	if ua.Device != "" {
+		b.WriteString("<device>")
+		escapeAttr(b, ua.Device)
+		b.WriteString("</device>")
+	}
+	b.WriteString("</user-agent>")
+}
+
+// bind2Request writes the inline <bind xmlns='urn:xmpp:bind:0'> with the
+// features the server lists inline: carbons, SM (resumable) and CSI.
+func (n *negotiation) bind2Request(b *bytes.Buffer, f cache.Features) {
+	b.WriteString("<bind xmlns='urn:xmpp:bind:0'><tag>")
+	escapeAttr(b, n.cfg.Tag)
+	b.WriteString("</tag>")
+	if !n.cfg.NoCarbons && slices.Contains(f.Bind2Inline, NSCarbons) {
+		b.WriteString("<enable xmlns='urn:xmpp:carbons:2'/>")
+	}
+	if !n.cfg.NoSM && slices.Contains(f.Bind2Inline, NSSM) {
+		b.WriteString("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	}
+	if slices.Contains(f.Bind2Inline, NSCSI) {
+		if n.cfg.Inactive {
+			b.WriteString("<inactive xmlns='urn:xmpp:csi:0'/>")
+		} else {
+			b.WriteString("<active xmlns='urn:xmpp:csi:0'/>")
+		}
+	}
+	b.WriteString("</bind>")
+}
+
+// writeBase64 writes SASL data; an empty payload is "=" (RFC 6120 §6.4.2).
+func writeBase64(b *bytes.Buffer, p []byte) {
+	if len(p) == 0 {
+		b.WriteByte('=')
+		return
+	}
+	enc := base64.NewEncoder(base64.StdEncoding, b)
+	enc.Write(p)
+	enc.Close()
+}
+
+// decodeBase64 decodes SASL data; "=" and empty are an empty payload.
+func decodeBase64(s string) ([]byte, error) {
+	s = string(bytes.TrimSpace([]byte(s)))
+	if s == "" || s == "=" {
+		return nil, nil
+	}
+	p, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, protocolErrorf("invalid base64 in SASL data")
+	}
+	return p, nil
+}
+
+func escapeAttr(b *bytes.Buffer, s string) {
+	_ = xml.EscapeText(b, []byte(s))
+}

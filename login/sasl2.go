@@ -1,0 +1,271 @@
+package login
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"fmt"
+	"strconv"
+
+	"mellium.im/xmpp/jid"
+)
+
+// Success is the parsed SASL2 <success> (XEP-0388) with the inline results
+// pipebind asks for.
+type Success struct {
+	AdditionalData []byte
+	// AuthorizationIdentifier is the authenticated JID (full when bound).
+	AuthorizationIdentifier jid.JID
+	// Bound is non-nil when the server answered an inline Bind 2 request.
+	Bound *Bound
+}
+
+// Bound is the Bind 2 <bound xmlns='urn:xmpp:bind:0'> inside <success>.
+type Bound struct {
+	SM      SMState
+	Carbons bool
+}
+
+type wireSuccess struct {
+	AdditionalData *string `xml:"additional-data"`
+	AuthzID        string  `xml:"authorization-identifier"`
+	Bound          *struct {
+		Enabled []struct {
+			XMLName  xml.Name
+			ID       string `xml:"id,attr"`
+			Resume   string `xml:"resume,attr"`
+			Max      string `xml:"max,attr"`
+			Location string `xml:"location,attr"`
+		} `xml:"enabled"`
+	} `xml:"urn:xmpp:bind:0 bound"`
+}
+
+// decodeSASL2Success decodes the <success> whose start has been read.
+func decodeSASL2Success(d *xml.Decoder, start xml.StartElement) (Success, error) {
+	var w wireSuccess
+	if err := d.DecodeElement(&w, &start); err != nil {
+		return Success{}, protocolErrorf("sasl2 success: %v", err)
+	}
+	return w.parse()
+}
+
+// ParseSASL2Success parses a serialized <success xmlns='urn:xmpp:sasl:2'>.
+func ParseSASL2Success(data []byte) (Success, error) {
+	d := xml.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return Success{}, protocolErrorf("sasl2 success: %v", err)
+		}
+		if start, ok := tok.(xml.StartElement); ok {
+			if start.Name != (xml.Name{Space: NSSASL2, Local: "success"}) {
+				return Success{}, protocolErrorf("expected sasl2 <success>, got <%s>", start.Name.Local)
+			}
+			return decodeSASL2Success(d, start)
+		}
+	}
+}
+
+func (w *wireSuccess) parse() (Success, error) {
+	var s Success
+	if w.AdditionalData != nil {
+		p, err := decodeBase64(*w.AdditionalData)
+		if err != nil {
+			return s, err
+		}
+		s.AdditionalData = p
+	}
+	if w.AuthzID == "" {
+		return s, protocolErrorf("sasl2 success without authorization-identifier")
+	}
+	j, err := jid.Parse(w.AuthzID)
+	if err != nil {
+		return s, protocolErrorf("sasl2 success: invalid authorization-identifier: %v", err)
+	}
+	s.AuthorizationIdentifier = j
+	if w.Bound != nil {
+		s.Bound = &Bound{}
+		for _, e := range w.Bound.Enabled {
+			switch e.XMLName.Space {
+			case NSSM:
+				s.Bound.SM.Enabled = true
+				s.Bound.SM.ID = truncate(e.ID, 1024)
+				s.Bound.SM.Resumable = e.Resume == "true" || e.Resume == "1"
+				s.Bound.SM.Location = truncate(e.Location, 1024)
+				if e.Max != "" {
+					m, err := strconv.Atoi(e.Max)
+					if err != nil || m < 0 {
+						return s, protocolErrorf("sm enabled: invalid max %q", truncate(e.Max, 32))
+					}
+					s.Bound.SM.Max = m
+				}
+				if s.Bound.SM.Resumable && s.Bound.SM.ID == "" {
+					return s, protocolErrorf("sm enabled: resumable without id")
+				}
+			case NSCarbons:
+				s.Bound.Carbons = true
+			}
+		}
+	}
+	return s, nil
+}
+
+// saslFailure decodes a <failure> (SASL or SASL2) whose start has been read.
+func saslFailure(d *xml.Decoder, start xml.StartElement) error {
+	var e struct {
+		Inner []struct {
+			XMLName xml.Name
+			Text    string `xml:",chardata"`
+		} `xml:",any"`
+	}
+	if err := d.DecodeElement(&e, &start); err != nil {
+		return protocolErrorf("sasl failure: %v", err)
+	}
+	f := &SASLError{Condition: "undefined-condition"}
+	for _, in := range e.Inner {
+		switch {
+		case in.XMLName.Local == "text":
+			f.Text = truncate(in.Text, 512)
+		case in.XMLName.Space == NSSASL:
+			f.Condition = in.XMLName.Local
+		}
+	}
+	return f
+}
+
+// sasl2 runs the SASL2 exchange after the <authenticate> was written, then
+// reads the post-authentication features.
+func (n *negotiation) sasl2(ctx context.Context, r *reader, p plan) error {
+	n.step = "auth"
+	var succ Success
+loop:
+	for {
+		start, err := r.next()
+		if err != nil {
+			return err
+		}
+		switch start.Name {
+		case xml.Name{Space: NSSASL2, Local: "challenge"}:
+			if err := n.challenge(r, start, &p, "urn:xmpp:sasl:2"); err != nil {
+				return err
+			}
+		case xml.Name{Space: NSSASL2, Local: "success"}:
+			if succ, err = decodeSASL2Success(r.d, start); err != nil {
+				return err
+			}
+			if err := n.finishSASL(&p, succ.AdditionalData); err != nil {
+				return err
+			}
+			break loop
+		case xml.Name{Space: NSSASL2, Local: "failure"}:
+			return saslFailure(r.d, start)
+		case xml.Name{Space: NSSASL2, Local: "continue"}:
+			return fmt.Errorf("%w: the server asks for SASL2 tasks (<continue/>), which pipebind does not support", ErrRefused)
+		default:
+			return protocolErrorf("unexpected <%s xmlns='%s'> during SASL2", start.Name.Local, start.Name.Space)
+		}
+	}
+	if !succ.AuthorizationIdentifier.Bare().Equal(n.bare) {
+		return protocolErrorf("authenticated as %s, expected %s", succ.AuthorizationIdentifier.Bare(), n.bare)
+	}
+	n.log.Debug().Str("mechanism", p.mech).Msg("sasl2 success")
+
+	// XEP-0388: <success> is immediately followed by the features of the
+	// authenticated stream (no restart). Consume them exactly.
+	n.step = "features"
+	start, err := r.next()
+	if err != nil {
+		return err
+	}
+	if start.Name != (xml.Name{Space: NSStream, Local: "features"}) {
+		return protocolErrorf("expected <stream:features> after sasl2 success, got <%s>", start.Name.Local)
+	}
+	post, err := decodeFeatures(r.d, start)
+	if err != nil {
+		return err
+	}
+	mergePostAuth(&n.res.Features, post)
+
+	if succ.Bound != nil {
+		if succ.AuthorizationIdentifier.Resourcepart() == "" {
+			return protocolErrorf("bound without a full JID in authorization-identifier")
+		}
+		n.res.JID = succ.AuthorizationIdentifier
+		n.res.SM = succ.Bound.SM
+		// Servers enable carbons requested inline silently (ejabberd does
+		// not echo them): requested and bound means enabled.
+		n.res.Carbons = succ.Bound.Carbons || n.requestedCarbons(p)
+		return nil
+	}
+	// SASL2 without Bind 2: bind the classic way on this stream.
+	if !post.ClassicBind {
+		return protocolErrorf("authenticated but neither bound nor offered resource binding")
+	}
+	return n.bindClassic(ctx, r, post)
+}
+
+func (n *negotiation) requestedCarbons(p plan) bool {
+	return !n.cfg.NoCarbons && p.f.Bind2 && containsString(p.f.Bind2Inline, NSCarbons)
+}
+
+// challenge answers a SASL challenge (ns is the SASL or SASL2 namespace).
+func (n *negotiation) challenge(r *reader, start xml.StartElement, p *plan, ns string) error {
+	var text string
+	if err := r.d.DecodeElement(&text, &start); err != nil {
+		return protocolErrorf("challenge: %v", err)
+	}
+	data, err := decodeBase64(text)
+	if err != nil {
+		return err
+	}
+	if !p.more {
+		return protocolErrorf("unexpected SASL challenge after the final client message")
+	}
+	more, resp, err := p.neg.Step(data)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrProtocol, p.mech, err)
+	}
+	p.more = more
+	var b bytes.Buffer
+	b.WriteString("<response xmlns='")
+	b.WriteString(ns)
+	b.WriteString("'>")
+	writeBase64(&b, resp)
+	b.WriteString("</response>")
+	return n.write(n.appendAfterResponse(p, b.Bytes()))
+}
+
+// appendAfterResponse lets a path pipeline more after the final SASL
+// response (the v0.3.0 draft pipelines its restart and bind there).
+func (n *negotiation) appendAfterResponse(p *plan, resp []byte) []byte {
+	if p.path == PathBind2Draft && !p.more {
+		return append(resp, n.draftRestart()...)
+	}
+	return resp
+}
+
+// finishSASL verifies the server's final message: a mechanism that expects
+// one (SCRAM's server signature) fails without it.
+func (n *negotiation) finishSASL(p *plan, data []byte) error {
+	if !p.more {
+		return nil
+	}
+	if data == nil {
+		return fmt.Errorf("%w: %s: the server's success carries no signature to verify", ErrProtocol, p.mech)
+	}
+	more, _, err := p.neg.Step(data)
+	if err != nil {
+		return fmt.Errorf("%w: %s: the server's signature did not verify: %v", ErrProtocol, p.mech, err)
+	}
+	p.more = more
+	return nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
