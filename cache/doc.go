@@ -1,0 +1,73 @@
+// Package cache is pipebind's local store: a SQLite database (through
+// database/sql and github.com/mattn/go-sqlite3) that remembers what the
+// last login learned, so that the next login can pipeline its first write.
+//
+// Today it holds each server's stream features ([Features], keyed by domain)
+// and one installation id per database file ([DB.InstallationID], sent as the
+// SASL2 <user-agent id=…>). Later schema versions add credential material
+// (FAST tokens, SCRAM keys), messages and per-peer markers.
+//
+// # Opening
+//
+// [Open] opens the database file at a path, creating it if needed, and
+// brings its schema up to date. Open it once per file and process and share
+// the *[DB]: it wraps a single *sql.DB connection pool. An empty path opens a
+// private in-memory database that lives until [DB.Close], useful in tests and
+// for one-shot CLI runs that must not touch the disk.
+//
+// # The feature cache is advice
+//
+// Cached features choose the shape of the next login's first write; they
+// never decide its security. Whatever is stored, the live features the server
+// sends win, and the caller compares them with [Features.Equal] and refreshes
+// the entry with [DB.PutFeatures] when they differ. For the same reason a
+// cache entry that cannot be used (written by another [FeaturesVersion], or
+// whose JSON does not decode) is reported as a miss, not as an error: it is
+// overwritten by the next successful login.
+//
+// # Security defaults
+//
+//   - The database file is created with mode 0600 before SQLite opens it, so
+//     it is never readable by others, not even for an instant. SQLite creates
+//     its -wal and -shm files with the mode of the database file; Open checks
+//     them and tightens them (and a pre-existing database file) to 0600 when
+//     they are looser.
+//   - Open does not create missing directories: the caller chooses where the
+//     file lives (and that directory's mode).
+//   - secure_delete is on: deleted rows (an old FAST token, say) are
+//     overwritten with zeros in the database file. Copies may linger in the
+//     WAL until its next checkpoint.
+//   - Nothing in this package logs, and no error string carries stored
+//     values: errors name the operation and wrap the SQLite or I/O error.
+//
+// # Concurrency
+//
+// A *DB is safe for concurrent use by any number of goroutines. Several
+// processes may also open the same file at once: the database runs in WAL
+// mode (readers never block the writer), every write transaction starts with
+// BEGIN IMMEDIATE (it takes the write lock up front, so two writers cannot
+// deadlock upgrading from a read), and a connection waits up to 5 s for a
+// lock held by another connection or process (busy_timeout). A write that
+// still cannot get the lock fails with an error wrapping the sqlite3.Error
+// (code SQLITE_BUSY); nothing panics. Opening a fresh file, migrating the
+// schema and the first [DB.InstallationID] are race-free across processes:
+// the switch to WAL mode is retried while another opener holds a lock, and
+// the other two each run in one immediate transaction that re-reads the
+// state it is about to change.
+//
+// An in-memory database ("" path) has a single connection: concurrent calls
+// on it are serialised.
+//
+// # Schema and migrations
+//
+// The schema version is SQLite's PRAGMA user_version. Migrations are an
+// ordered list of SQL scripts; migration n brings the schema from version
+// n-1 to n, in one transaction that also sets user_version, so a failed
+// migration leaves the file as it was. Adding a table is one new entry at the
+// end of that list; entries already released are never edited. A file whose
+// version is newer than this code knows (written by a newer pipebind) is not
+// touched: Open fails with an error matching [ErrSchemaTooNew].
+//
+// Every call takes a context; cancelling it interrupts the running SQLite
+// statement and rolls back an open transaction.
+package cache

@@ -1,0 +1,107 @@
+package cache
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// ErrSchemaTooNew reports a database file whose schema version is newer than
+// this package knows: a newer pipebind wrote it. Open leaves such a file
+// untouched. It is always returned wrapped; test for it with errors.Is.
+var ErrSchemaTooNew = errors.New("database schema is newer than this pipebind knows")
+
+// A migration brings the schema from version n-1 to version n, where n is
+// its position in migrations counting from 1.
+type migration struct {
+	// name says what the migration adds, for errors.
+	name string
+	// sql is one or more statements, run in one transaction.
+	sql string
+}
+
+// migrations is the schema's history, oldest first. To change the schema,
+// append an entry; never edit or reorder a released one, since files in the
+// field have already run it.
+var migrations = []migration{
+	{
+		name: "server features and installation id",
+		sql: `
+CREATE TABLE server_features (
+	domain      TEXT PRIMARY KEY,  -- lower-cased JID domainpart
+	version     INTEGER NOT NULL,  -- FeaturesVersion of data
+	seen_at     INTEGER NOT NULL,  -- Unix time, seconds
+	sasl2       INTEGER,           -- 0 or 1, copied from data to query on
+	bind2       INTEGER,
+	bind2_draft INTEGER,
+	direct_tls  INTEGER,
+	data        TEXT NOT NULL      -- JSON of Features
+);
+CREATE TABLE installation (
+	id            INTEGER PRIMARY KEY CHECK (id = 1),  -- one row at most
+	user_agent_id TEXT NOT NULL,                       -- UUID v4
+	created_at    INTEGER NOT NULL                     -- Unix time, seconds
+);
+`,
+	},
+}
+
+// migrate brings the schema of db up to len(ms), one migration per
+// immediate transaction. Each transaction re-reads user_version once it
+// holds the write lock, so processes racing to migrate the same file apply
+// each migration once.
+func migrate(ctx context.Context, db *DB, ms []migration) error {
+	h, err := db.handle()
+	if err != nil {
+		return err
+	}
+	// Fast path, without the write lock: already up to date.
+	v, err := userVersion(ctx, h)
+	if err != nil {
+		return err
+	}
+	for {
+		if v > len(ms) {
+			return fmt.Errorf("%w (file at version %d, code knows up to %d)", ErrSchemaTooNew, v, len(ms))
+		}
+		if v == len(ms) {
+			return nil
+		}
+		err := db.withTx(ctx, func(tx *sql.Tx) error {
+			v, err = userVersion(ctx, tx)
+			if err != nil || v >= len(ms) {
+				return err // another connection got here first; recheck
+			}
+			m := ms[v]
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return fmt.Errorf("schema %d (%s): %w", v+1, m.name, err)
+			}
+			// PRAGMA takes no bound parameters; v+1 is an int we made.
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+				return fmt.Errorf("schema %d (%s): %w", v+1, m.name, err)
+			}
+			v++
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+}
+
+// querier is what *sql.DB, *sql.Conn and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// userVersion reads PRAGMA user_version, the schema version.
+func userVersion(ctx context.Context, q querier) (int, error) {
+	var v int
+	if err := q.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}
