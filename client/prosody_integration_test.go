@@ -2,12 +2,17 @@ package client_test
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/mux"
+	"mellium.im/xmpp/stanza"
 
 	"github.com/pipebind/pipebind/client"
 	"github.com/pipebind/pipebind/internal/prosodytest"
@@ -20,13 +25,13 @@ func TestIntegrationProsodyLogin(t *testing.T) {
 	defer cancel()
 
 	for _, tc := range []struct {
-		name      string
-		tls       client.TLSMode
-		addr      string
-		mechs     []string
-		wantMech  string
-		wantWarm  int
-		wantCold  int
+		name     string
+		tls      client.TLSMode
+		addr     string
+		mechs    []string
+		wantMech string
+		wantWarm int
+		wantCold int
 	}{
 		{"direct-plain", client.TLSDirect, srv.DirectTLSAddr, []string{"PLAIN"}, "PLAIN", 1, 2},
 		{"direct-scram", client.TLSDirect, srv.DirectTLSAddr, []string{"SCRAM-SHA-1"}, "SCRAM-SHA-1", 2, 3},
@@ -85,4 +90,63 @@ func TestIntegrationProsodyLogin(t *testing.T) {
 			t.Errorf("err = %v, want not-authorized", err)
 		}
 	})
+}
+
+// TestIntegrationProsodyMessage: a message sent by one pipebind client
+// reaches another through Prosody, on sessions handed over from the
+// pipelined login (nothing lost in the decoder, namespaces intact).
+func TestIntegrationProsodyMessage(t *testing.T) {
+	srv := prosodytest.StartT(t, prosodytest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dbPath := filepath.Join(t.TempDir(), "cache.db")
+	got := make(chan string, 1)
+	dial := func(user string, h xmpp.Handler) *client.Client {
+		t.Helper()
+		c, err := client.Dial(ctx, client.Config{
+			JID:       jid.MustParse(user + "@" + srv.Domain),
+			Password:  srv.Users[user],
+			Addr:      srv.DirectTLSAddr,
+			TLS:       client.TLSDirect,
+			TLSConfig: srv.TLSConfig(),
+			CachePath: dbPath,
+			Handler:   h,
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", user, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	bob := dial("bob", mux.New(stanza.NSClient, mux.MessageFunc(stanza.ChatMessage, xml.Name{Local: "body"},
+		func(m stanza.Message, r xmlstream.TokenReadEncoder) error {
+			var msg struct {
+				Body string `xml:"body"`
+			}
+			if err := xml.NewTokenDecoder(r).Decode(&msg); err != nil {
+				return err
+			}
+			select {
+			case got <- m.From.Bare().String() + ": " + msg.Body:
+			default:
+			}
+			return nil
+		})))
+	alice := dial("alice", nil)
+	if alice.Info().Source != login.SourceCache {
+		// bob's login filled the shared cache for the domain.
+		t.Errorf("alice's login: features from %s, want cache", alice.Info().Source)
+	}
+	msg := stanza.Message{To: bob.Info().JID, Type: stanza.ChatMessage}
+	if err := alice.Send(ctx, msg.Wrap(xmlstream.Wrap(xmlstream.Token(xml.CharData("hello over one round trip")), xml.StartElement{Name: xml.Name{Local: "body"}}))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if want := "alice@" + srv.Domain + ": hello over one round trip"; m != want {
+			t.Errorf("bob got %q, want %q", m, want)
+		}
+	case <-ctx.Done():
+		t.Fatal("bob received nothing")
+	}
 }

@@ -1,0 +1,64 @@
+// Command pipebind logs in to XMPP servers with the fewest round trips and
+// shows what it did.
+//
+//	pipebind probe [flags] JID   log in once and print a report
+//	pipebind demo [flags]        run the embedded test server and compare logins
+//
+// Run "pipebind COMMAND -h" for a command's flags.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches a command line; it returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "probe":
+		err = probe(ctx, args[1:], stdout, stderr)
+	case "demo":
+		err = demo(ctx, args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "pipebind: unknown command %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	switch err {
+	case nil:
+		return 0
+	case errUsage:
+		return 2
+	}
+	fmt.Fprintf(stderr, "pipebind %s: %v\n", args[0], oneLine(err))
+	return 1
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: pipebind COMMAND [flags]
+
+commands:
+  probe [flags] JID   log in to JID's server and report path, round trips and timings
+  demo [flags]        log in to an embedded test server, cold then warm cache
+
+Run "pipebind COMMAND -h" for the flags of a command.
+`)
+}

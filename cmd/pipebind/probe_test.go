@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipebind/pipebind/internal/prosodytest"
+)
+
+// TestIntegrationProbeProsody runs the probe twice against a real Prosody:
+// the second PLAIN login must come from the cache in one round trip.
+func TestIntegrationProbeProsody(t *testing.T) {
+	srv := prosodytest.StartT(t, prosodytest.Options{})
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, srv.CAPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PIPEBIND_PASSWORD", srv.Users["alice"])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := []string{"probe", "-json", "-addr", srv.DirectTLSAddr, "-tls", "direct", "-ca", ca,
+		"-cache", filepath.Join(dir, "cache.db"), "-mech", "PLAIN", "alice@" + srv.Domain}
+
+	for i, want := range []struct {
+		features string
+		rt       int
+	}{{"network", 2}, {"cache", 1}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(ctx, args, &stdout, &stderr); code != 0 {
+			t.Fatalf("probe %d: exit %d: %s", i, code, stderr.String())
+		}
+		var got struct {
+			JID        string             `json:"jid"`
+			Path       string             `json:"path"`
+			Features   string             `json:"features"`
+			Mechanism  string             `json:"mechanism"`
+			RoundTrips int                `json:"round_trips"`
+			TimingsMS  map[string]float64 `json:"timings_ms"`
+		}
+		if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
+			t.Fatalf("probe %d: %v in %q", i, err, stdout.String())
+		}
+		if got.Path != "sasl2" || got.Features != want.features || got.RoundTrips != want.rt || got.Mechanism != "PLAIN" {
+			t.Errorf("probe %d: %+v, want path sasl2, features %s, %d round trips, PLAIN", i, got, want.features, want.rt)
+		}
+		if !strings.HasPrefix(got.JID, "alice@"+srv.Domain+"/") || got.TimingsMS["total"] <= 0 {
+			t.Errorf("probe %d: jid %q timings %v", i, got.JID, got.TimingsMS)
+		}
+		if strings.Contains(stdout.String()+stderr.String(), srv.Users["alice"]) {
+			t.Errorf("probe %d: the password appears in the output", i)
+		}
+	}
+
+	// The readable report of a warm login.
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, args[1:][1:], &stdout, &stderr); code != 2 {
+		// args without "probe" and "-json" is not a command: usage error.
+		t.Errorf("bad command: exit %d", code)
+	}
+	human := append([]string{"probe"}, args[2:]...)
+	stdout.Reset()
+	if code := run(ctx, human, &stdout, &stderr); code != 0 {
+		t.Fatalf("probe: exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{"path         sasl2", "features     cache", "round trips  1 after TLS", "waterfall", "login"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout.String())
+		}
+	}
+
+	// A wrong password: exit 1 and a one-line error.
+	t.Setenv("PIPEBIND_PASSWORD", "wrong")
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(ctx, args, &stdout, &stderr); code != 1 {
+		t.Fatalf("wrong password: exit %d", code)
+	}
+	if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n"); lines != 0 || !strings.Contains(stderr.String(), "not-authorized") {
+		t.Errorf("wrong password: stderr %q, want one line with not-authorized", stderr.String())
+	}
+}

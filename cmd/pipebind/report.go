@@ -1,0 +1,136 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/pipebind/pipebind/client"
+	"github.com/pipebind/pipebind/login"
+)
+
+// report is the JSON form of a login, stable for scripts.
+type report struct {
+	JID        string             `json:"jid"`
+	Path       login.Path         `json:"path"`
+	Features   login.Source       `json:"features"`
+	Mechanism  string             `json:"mechanism"`
+	RoundTrips int                `json:"round_trips"`
+	StartTLSRT int                `json:"starttls_round_trips,omitempty"`
+	Attempts   int                `json:"attempts"`
+	Addr       string             `json:"addr"`
+	DirectTLS  bool               `json:"direct_tls"`
+	TLSVersion string             `json:"tls_version"`
+	SM         login.SMState      `json:"sm"`
+	Carbons    bool               `json:"carbons"`
+	BytesOut   int64              `json:"bytes_out"`
+	BytesIn    int64              `json:"bytes_in"`
+	TimingsMS  map[string]float64 `json:"timings_ms"`
+}
+
+func newReport(info client.Info) report {
+	return report{
+		JID:        info.JID.String(),
+		Path:       info.Path,
+		Features:   info.Source,
+		Mechanism:  info.Mechanism,
+		RoundTrips: info.RoundTrips,
+		StartTLSRT: info.StartTLSRoundTrips,
+		Attempts:   info.Attempts,
+		Addr:       info.Addr,
+		DirectTLS:  info.DirectTLS,
+		TLSVersion: info.TLSVersion,
+		SM:         info.SM,
+		Carbons:    info.Carbons,
+		BytesOut:   info.BytesOut,
+		BytesIn:    info.BytesIn,
+		TimingsMS: map[string]float64{
+			"lookup":   ms(info.Timings.Lookup),
+			"dial":     ms(info.Timings.Connect),
+			"starttls": ms(info.Timings.StartTLS),
+			"tls":      ms(info.Timings.TLS),
+			"login":    ms(info.Timings.Login),
+			"total":    ms(info.Timings.Total),
+		},
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// printReport writes the human-readable report of one login.
+func printReport(w io.Writer, info client.Info) {
+	tlsMode := "STARTTLS"
+	if info.DirectTLS {
+		tlsMode = "Direct TLS"
+	}
+	sm := "off"
+	if info.SM.Enabled {
+		sm = "enabled"
+		if info.SM.Resumable {
+			sm += ", resumable"
+		}
+	}
+	carbons := "off"
+	if info.Carbons {
+		carbons = "enabled"
+	}
+	attempts := ""
+	if info.Attempts > 1 {
+		attempts = fmt.Sprintf(" (stale cache: %d attempts)", info.Attempts)
+	}
+	fmt.Fprintf(w, "  bound        %s\n", info.JID)
+	fmt.Fprintf(w, "  path         %s\n", info.Path)
+	fmt.Fprintf(w, "  features     %s%s\n", info.Source, attempts)
+	fmt.Fprintf(w, "  mechanism    %s\n", info.Mechanism)
+	fmt.Fprintf(w, "  round trips  %d after TLS", info.RoundTrips)
+	if info.StartTLSRoundTrips > 0 {
+		fmt.Fprintf(w, " (+%d for STARTTLS)", info.StartTLSRoundTrips)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  address      %s (%s, %s)\n", info.Addr, tlsMode, info.TLSVersion)
+	fmt.Fprintf(w, "  stream mgmt  %s\n", sm)
+	fmt.Fprintf(w, "  carbons      %s\n", carbons)
+	fmt.Fprintf(w, "  bytes        %d out, %d in after TLS\n", info.BytesOut, info.BytesIn)
+	fmt.Fprintln(w, "  waterfall")
+	waterfall(w, info.Timings)
+}
+
+// waterfall draws the phases of a login on one time axis.
+func waterfall(w io.Writer, t client.Timings) {
+	phases := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"lookup", t.Lookup}, {"dial", t.Connect}, {"starttls", t.StartTLS}, {"tls", t.TLS}, {"login", t.Login},
+	}
+	total := t.Total
+	if total <= 0 {
+		return
+	}
+	const width = 40
+	var at time.Duration
+	for _, p := range phases {
+		if p.d <= 0 {
+			continue
+		}
+		from := int(int64(at) * width / int64(total))
+		n := int(int64(p.d) * width / int64(total))
+		if n == 0 {
+			n = 1
+		}
+		if from+n > width {
+			n = max(width-from, 1)
+			from = width - n
+		}
+		fmt.Fprintf(w, "    %-8s |%s%s%s| %8.1f ms\n", p.name,
+			strings.Repeat(" ", from), strings.Repeat("█", n), strings.Repeat(" ", width-from-n), ms(p.d))
+		at += p.d
+	}
+	fmt.Fprintf(w, "    %-8s  %s  %8.1f ms\n", "total", strings.Repeat(" ", width), ms(total))
+}
+
+// oneLine folds an error onto one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
