@@ -35,7 +35,7 @@ const (
 func TestHelperProcess(t *testing.T) {
 	path := os.Getenv(helperPathEnv)
 	if path == "" {
-		t.Skip("helper process for TestMultiProcess")
+		return // not a child of TestMultiProcess: nothing to do
 	}
 	if err := helperMain(path, os.Getenv(helperNameEnv)); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"net"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -149,4 +151,72 @@ func TestIntegrationProsodyMessage(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("bob received nothing")
 	}
+}
+
+// TestIntegrationProsodySRV follows XEP-0368 SRV records to Prosody: a dead
+// Direct TLS record of higher priority is skipped, then the STARTTLS one
+// works; a working Direct TLS record is preferred.
+func TestIntegrationProsodySRV(t *testing.T) {
+	srv := prosodytest.StartT(t, prosodytest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dead := deadPort(t)
+	port := func(addr string) uint16 {
+		_, p, _ := net.SplitHostPort(addr)
+		n, _ := strconv.Atoi(p)
+		return uint16(n)
+	}
+	for _, tc := range []struct {
+		name       string
+		records    srvTable
+		wantDirect bool
+		wantAddr   string
+	}{
+		{"direct preferred", srvTable{
+			"_xmpps-client._tcp." + srv.Domain: {{Target: "127.0.0.1.", Port: port(srv.DirectTLSAddr)}},
+			"_xmpp-client._tcp." + srv.Domain:  {{Target: "127.0.0.1.", Port: port(srv.C2SAddr)}},
+		}, true, srv.DirectTLSAddr},
+		{"dead direct skipped", srvTable{
+			"_xmpps-client._tcp." + srv.Domain: {{Target: "127.0.0.1.", Port: dead}},
+			"_xmpp-client._tcp." + srv.Domain:  {{Target: "127.0.0.1.", Port: port(srv.C2SAddr), Priority: 5}},
+		}, false, srv.C2SAddr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := client.Dial(ctx, client.Config{
+				JID:       jid.MustParse("alice@" + srv.Domain),
+				Password:  srv.Users["alice"],
+				TLSConfig: srv.TLSConfig(),
+				Resolver:  tc.records,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if info := c.Info(); info.DirectTLS != tc.wantDirect || info.Addr != tc.wantAddr {
+				t.Errorf("connected to %s direct=%v, want %s direct=%v", info.Addr, info.DirectTLS, tc.wantAddr, tc.wantDirect)
+			}
+		})
+	}
+}
+
+type srvTable map[string][]*net.SRV
+
+func (f srvTable) LookupSRV(_ context.Context, service, proto, name string) (string, []*net.SRV, error) {
+	recs, ok := f["_"+service+"._"+proto+"."+name]
+	if !ok {
+		return "", nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+	}
+	return "", recs, nil
+}
+
+// deadPort returns a loopback port nothing listens on.
+func deadPort(t *testing.T) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := uint16(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	return p
 }

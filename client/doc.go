@@ -1,0 +1,47 @@
+// Package client logs an XMPP account in with the fewest round trips and
+// hands back a served mellium.im/xmpp session.
+//
+// # Establishing a Connection
+//
+// Dial looks up the server (XEP-0368 SRV records _xmpps-client and
+// _xmpp-client, or Config.Addr), connects, secures the connection (Direct
+// TLS, or STARTTLS), and logs in through package login:
+//
+//	c, err := client.Dial(ctx, client.Config{
+//		JID:       jid.MustParse("alice@example.org"),
+//		Password:  pw,
+//		CachePath: "/var/lib/mybot/pipebind.db",
+//	})
+//
+// With a feature cache (Config.CachePath or Config.Cache) the second login
+// to a server writes the stream header and a SASL2 <authenticate> with an
+// inline Bind 2 request in one write: PLAIN completes in one round trip
+// after TLS, SCRAM in two. Without a cache entry the features are read
+// first (one more round trip) and stored. A cache that no longer matches
+// the server costs at most one reconnect, and the live features always
+// decide the mechanism.
+//
+// # Connecting Securely
+//
+// TLS certificates are verified against the system roots (or
+// Config.TLSConfig). PLAIN is only used over a verified certificate; the
+// default mechanism preference is SCRAM with channel binding
+// (tls-exporter, TLS 1.3), then SCRAM, then PLAIN. A STARTTLS server that
+// does not offer STARTTLS is an error: the stream never continues in
+// plain text.
+//
+// # Sessions
+//
+// Client.Session returns the *xmpp.Session, usable with mellium's packages
+// (messages, IQs, roster, ...). Dial already runs its Serve loop and passes
+// incoming elements to Config.Handler. Close ends the stream, closes the
+// connection and waits for the serve goroutine. A Client is safe for
+// concurrent use.
+//
+// # Errors
+//
+// A failed Dial returns a *login.Error; match the cause with errors.Is:
+// ErrAuth (wrong credentials), ErrRefused, ErrProtocol, ErrTLS, ErrTimeout,
+// ErrConnection, ErrInsecure, and context.Canceled when ctx was cancelled.
+// No error or log line ever contains a password or SASL payload.
+package client
