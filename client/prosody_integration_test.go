@@ -220,3 +220,35 @@ func deadPort(t *testing.T) uint16 {
 	l.Close()
 	return p
 }
+
+// TestIntegrationProsodyClassic forces the RFC 6120 path (the fallback for
+// servers without SASL2): SASL, restart, bind, carbons and SM enable.
+func TestIntegrationProsodyClassic(t *testing.T) {
+	srv := prosodytest.StartT(t, prosodytest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := client.Config{
+		JID:        jid.MustParse("alice@" + srv.Domain),
+		Password:   srv.Users["alice"],
+		Addr:       srv.DirectTLSAddr,
+		TLS:        client.TLSDirect,
+		TLSConfig:  srv.TLSConfig(),
+		CachePath:  filepath.Join(t.TempDir(), "cache.db"),
+		Path:       login.PathClassic,
+		Mechanisms: []string{"PLAIN"},
+	}
+	// Cold: features, auth, restart, bind, carbons+SM. Warm: header and
+	// <auth> go together (never the restart: PEERS.md).
+	for i, wantRT := range []int{5, 4} {
+		c, err := client.Dial(ctx, cfg)
+		if err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+		info := c.Info()
+		if info.Path != login.PathClassic || info.RoundTrips != wantRT || !info.Carbons || !info.SM.Enabled || info.JID.Resourcepart() == "" {
+			t.Errorf("login %d: path %s, %d round trips, carbons %v, SM %+v, jid %s; want classic, %d, carbons, SM",
+				i, info.Path, info.RoundTrips, info.Carbons, info.SM, info.JID, wantRT)
+		}
+		c.Close()
+	}
+}
