@@ -216,7 +216,7 @@ func resolve(ctx context.Context, cfg Config, cached *cache.Features) ([]target,
 		_, addrs, err := r.LookupSRV(ctx, s.service, "tcp", domain)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, &login.Error{Step: "lookup", Domain: domain, Kind: login.ErrTimeout, Err: ctx.Err()}
+				return nil, ctxError(ctx, "lookup", domain, login.ErrTimeout, err)
 			}
 			lookupErrs = append(lookupErrs, err)
 			continue
@@ -331,11 +331,7 @@ func connectOne(ctx context.Context, cfg Config, t target, cached *cache.Feature
 		cfg.Trace.ConnectDone(t.addr, err)
 	}
 	if err != nil {
-		kind := login.ErrConnection
-		if ctx.Err() != nil {
-			kind = login.ErrTimeout
-		}
-		return tlsConn{}, &login.Error{Step: "connect", Domain: domain, Kind: kind, Err: err}
+		return tlsConn{}, ctxError(ctx, "connect", domain, login.ErrConnection, err)
 	}
 	info.Timings.Connect = time.Since(connStart)
 	info.Addr = t.addr
@@ -365,11 +361,7 @@ func connectOne(ctx context.Context, cfg Config, t target, cached *cache.Feature
 	}
 	if err != nil {
 		raw.Close()
-		kind := login.ErrTLS
-		if ctx.Err() != nil {
-			kind = login.ErrTimeout
-		}
-		return tlsConn{}, &login.Error{Step: "tls", Domain: domain, Kind: kind, Err: err}
+		return tlsConn{}, ctxError(ctx, "tls", domain, login.ErrTLS, err)
 	}
 	cs := conn.ConnectionState()
 	info.DirectTLS = t.direct
@@ -407,11 +399,7 @@ func startTLS(ctx context.Context, conn net.Conn, j jid.JID, cached *cache.Featu
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	wrap := func(kind error, err error) error {
-		if ctx.Err() != nil {
-			kind = login.ErrTimeout
-			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
-		}
-		return &login.Error{Step: "starttls", Domain: domain, Kind: kind, Err: err}
+		return ctxError(ctx, "starttls", domain, kind, err)
 	}
 	header := fmt.Sprintf("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='%s' from='%s'>", xmlEscape(domain), xmlEscape(j.Bare().String()))
 	const req = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
@@ -473,6 +461,21 @@ func startTLS(ctx context.Context, conn net.Conn, j jid.JID, cached *cache.Featu
 			return offered, roundTrips, wrap(login.ErrProtocol, fmt.Errorf("unexpected <%s> during STARTTLS", start.Name.Local))
 		}
 	}
+}
+
+// ctxError builds a *login.Error; when ctx has ended, the error matches
+// the context's error (and ErrTimeout for a deadline) whatever the cause.
+func ctxError(ctx context.Context, step, domain string, kind, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		kind = context.Canceled
+		if errors.Is(cerr, context.DeadlineExceeded) {
+			kind = login.ErrTimeout
+		}
+		if !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w (%v)", cerr, err)
+		}
+	}
+	return &login.Error{Step: step, Domain: domain, Kind: kind, Err: err}
 }
 
 func xmlEscape(s string) string {

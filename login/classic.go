@@ -40,6 +40,16 @@ func (n *negotiation) classic(ctx context.Context, r *reader, p plan) error {
 		return err
 	}
 	mergePostAuth(&n.res.Features, post)
+	if post.Bind2Draft && n.cfg.Path != PathClassic {
+		// A v0.3.0 server that advertises bind2:0 only after authentication:
+		// bind with it now (carbons, latest-id and unreads come with it) and
+		// the cache makes the next login one pipelined write.
+		n.res.Path = PathBind2Draft
+		if err := n.write([]byte("<bind xmlns='urn:xmpp:bind2:0'/>")); err != nil {
+			return err
+		}
+		return n.readDraftBound(r)
+	}
 	if !post.ClassicBind {
 		return protocolErrorf("the server offers no resource binding after authentication")
 	}

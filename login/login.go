@@ -180,6 +180,8 @@ type Result struct {
 	SM SMState
 	// Carbons reports that Message Carbons were enabled.
 	Carbons bool
+	// Draft is the v0.3.0 <bound> (latest-id, unreads); nil on other paths.
+	Draft *DraftBound
 	// Features is what the server offered on this login (pre-auth features
 	// with the post-auth ones folded in), to be cached.
 	Features cache.Features
@@ -261,6 +263,9 @@ func (n *negotiation) negotiate(ctx context.Context, in, out *stream.Info, s *xm
 		return 0, nil, nil, classify(ctx, n.step, n.res.Path, n.domain.String(), err)
 	}
 	n.res.Done = time.Now()
+	if n.cfg.Features != nil {
+		n.res.Stale = !n.res.Features.Equal(*n.cfg.Features)
+	}
 	n.res.RoundTrips, n.res.Flights = n.meter.flights()
 	n.res.BytesIn, n.res.BytesOut = n.meter.bytes()
 	if !s.UpdateAddr(n.res.JID) {
@@ -298,7 +303,10 @@ func (n *negotiation) run(ctx context.Context, r *reader) error {
 		if live, err = n.readHeaderAndFeatures(r); err != nil {
 			return err
 		}
-		n.res.Stale = !live.Equal(*cached)
+		// Post-authentication markers (bind2:0 in the v0.3.0 example, SM,
+		// classic bind) are not in the pre-auth features: keep the cached
+		// ones for planning; the restart's features confirm them.
+		live.Bind2Draft = live.Bind2Draft || cached.Bind2Draft
 		if err := n.checkLive(p, live); err != nil {
 			return &StaleError{Reason: err.Error(), Live: live}
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"slices"
+	"strings"
 
 	"mellium.im/sasl"
 
@@ -20,6 +21,16 @@ type plan struct {
 	f      cache.Features
 	neg    *sasl.Negotiator
 	more   bool // the mechanism expects more server data
+	sent   int  // client SASL messages sent so far
+}
+
+// finalClientMessage reports whether the SASL message just produced is the
+// client's last one (PLAIN: the first; SCRAM: the second, client-final).
+func (p *plan) finalClientMessage() bool {
+	if strings.HasPrefix(p.mech, "SCRAM-") {
+		return p.sent >= 2
+	}
+	return !p.more
 }
 
 // plan chooses path and mechanism from features f. It never chooses
@@ -95,7 +106,7 @@ func (n *negotiation) firstAuth(p *plan) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: sasl start: %v", ErrRefused, err)
 	}
-	p.neg, p.more = neg, more
+	p.neg, p.more, p.sent = neg, more, 1
 	var b bytes.Buffer
 	if p.path == PathSASL2 {
 		b.WriteString("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='")
@@ -115,6 +126,11 @@ func (n *negotiation) firstAuth(p *plan) ([]byte, error) {
 	b.WriteString("'>")
 	writeBase64(&b, resp)
 	b.WriteString("</auth>")
+	if p.path == PathBind2Draft && p.finalClientMessage() {
+		// XEP-0386 v0.3.0 §Pipelining: the post-authentication header and
+		// the bind may follow the final authentication element.
+		b.Write(n.draftRestart())
+	}
 	return b.Bytes(), nil
 }
 

@@ -226,6 +226,7 @@ func (n *negotiation) challenge(r *reader, start xml.StartElement, p *plan, ns s
 		return fmt.Errorf("%w: %s: %v", ErrProtocol, p.mech, err)
 	}
 	p.more = more
+	p.sent++
 	var b bytes.Buffer
 	b.WriteString("<response xmlns='")
 	b.WriteString(ns)
@@ -238,7 +239,7 @@ func (n *negotiation) challenge(r *reader, start xml.StartElement, p *plan, ns s
 // appendAfterResponse lets a path pipeline more after the final SASL
 // response (the v0.3.0 draft pipelines its restart and bind there).
 func (n *negotiation) appendAfterResponse(p *plan, resp []byte) []byte {
-	if p.path == PathBind2Draft && !p.more {
+	if p.path == PathBind2Draft && p.finalClientMessage() {
 		return append(resp, n.draftRestart()...)
 	}
 	return resp
