@@ -1,0 +1,264 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/client"
+	"github.com/pipebind/pipebind/internal/xmpptest"
+	"github.com/pipebind/pipebind/login"
+)
+
+func newTestServer(t *testing.T, cfg xmpptest.Config) *xmpptest.Server {
+	t.Helper()
+	if cfg.Users == nil {
+		cfg.Users = map[string]string{"alice": "alice-pw", "bob": "bob-pw"}
+	}
+	s := xmpptest.NewServer(cfg)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func testConfig(t *testing.T, s *xmpptest.Server, user string, db *cache.DB) client.Config {
+	return client.Config{
+		JID:       jid.MustParse(user + "@" + s.Domain()),
+		Password:  user + "-pw",
+		Addr:      s.DirectTLSAddr(),
+		TLS:       client.TLSDirect,
+		TLSConfig: s.TLSConfig(),
+		Cache:     db,
+	}
+}
+
+func openCache(t *testing.T) *cache.DB {
+	t.Helper()
+	db, err := cache.Open(context.Background(), filepath.Join(t.TempDir(), "cache.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func lastConn(t *testing.T, s *xmpptest.Server) *xmpptest.ConnLog {
+	t.Helper()
+	conns := s.Conns()
+	if len(conns) == 0 {
+		t.Fatal("the server saw no connection")
+	}
+	return conns[len(conns)-1]
+}
+
+// TestOneWrite proves the pipelining from the server's side: with a cache
+// hit the server receives <authenticate> before it has written anything
+// (its header and features included), and sees one client flight for PLAIN
+// and two for SCRAM.
+func TestOneWrite(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		mech           string
+		coldRT, warmRT int
+	}{{"PLAIN", 2, 1}, {"SCRAM-SHA-256", 3, 2}, {"SCRAM-SHA-1", 3, 2}} {
+		t.Run(tc.mech, func(t *testing.T) {
+			s := newTestServer(t, xmpptest.Config{})
+			db := openCache(t)
+			cfg := testConfig(t, s, "alice", db)
+			cfg.Mechanisms = []string{tc.mech}
+			for i, want := range []struct {
+				source login.Source
+				rt     int
+			}{{login.SourceNetwork, tc.coldRT}, {login.SourceCache, tc.warmRT}} {
+				c, err := client.Dial(ctx, cfg)
+				if err != nil {
+					t.Fatalf("login %d: %v", i, err)
+				}
+				info := c.Info()
+				c.Close()
+				cl := lastConn(t, s)
+				<-cl.Done()
+				if info.Source != want.source || info.RoundTrips != want.rt || info.Path != login.PathSASL2 || info.Mechanism != tc.mech {
+					t.Errorf("login %d: %s, %s, %d round trips, %s", i, info.Path, info.Source, info.RoundTrips, info.Mechanism)
+				}
+				// The server also sees the closing </stream:stream> as a flight.
+				if got := cl.ClientFlights() - 1; got != info.RoundTrips {
+					t.Errorf("login %d: the server saw %d client flights for the login, the client counted %d", i, got, info.RoundTrips)
+				}
+				auth, ok := cl.Received("authenticate")
+				if !ok {
+					t.Fatalf("login %d: no <authenticate>", i)
+				}
+				if pipelined := auth.ServerWritesBefore == 0; pipelined != (want.source == login.SourceCache) {
+					t.Errorf("login %d: <authenticate> arrived after %d server writes", i, auth.ServerWritesBefore)
+				}
+				if from, _ := cl.StreamFrom(); from != "alice@"+s.Domain() {
+					t.Errorf("login %d: stream from=%q, want the bare JID", i, from)
+				}
+				if ua := cl.UserAgent(); ua.ID == "" {
+					t.Errorf("login %d: no user-agent id", i)
+				}
+				if cl.BoundJID() != info.JID.String() {
+					t.Errorf("login %d: server bound %s, client %s", i, cl.BoundJID(), info.JID)
+				}
+			}
+			// The user-agent id is stable for the installation (the cache).
+			conns := s.Conns()
+			if conns[0].UserAgent().ID != conns[1].UserAgent().ID {
+				t.Errorf("user-agent id changed: %q then %q", conns[0].UserAgent().ID, conns[1].UserAgent().ID)
+			}
+		})
+	}
+}
+
+// TestClassicFallback: a server without SASL2 gets RFC 6120 SASL, restart,
+// bind and carbons.
+func TestClassicFallback(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := newTestServer(t, xmpptest.Config{NoSASL2: true})
+	cfg := testConfig(t, s, "alice", openCache(t))
+	for i := range 2 {
+		c, err := client.Dial(ctx, cfg)
+		if err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+		info := c.Info()
+		c.Close()
+		if info.Path != login.PathClassic || info.JID.Resourcepart() == "" || !info.Carbons || info.Mechanism != "SCRAM-SHA-256" {
+			t.Errorf("login %d: %+v", i, info.Result)
+		}
+	}
+}
+
+// TestStaleCache: the server changes between logins, in each direction.
+// The login recovers with at most one reconnect, uses only what the live
+// features offer, and the cache ends up matching the server.
+func TestStaleCache(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name        string
+		before      func(*xmpptest.Config)
+		after       func(*xmpptest.Config)
+		wantPath    login.Path
+		wantMech    string
+		wantAttempt int
+	}{
+		{"sasl2 withdrawn", nil, func(c *xmpptest.Config) { c.NoSASL2 = true }, login.PathClassic, "SCRAM-SHA-256", 2},
+		{"sasl2 added", func(c *xmpptest.Config) { c.NoSASL2 = true }, func(c *xmpptest.Config) { c.NoSASL2 = false }, login.PathSASL2, "SCRAM-SHA-256", 2},
+		{"cached mechanism withdrawn", nil, func(c *xmpptest.Config) { c.Mechanisms = []string{"SCRAM-SHA-1", "PLAIN"} }, login.PathSASL2, "SCRAM-SHA-1", 2},
+		{"stronger mechanism added", func(c *xmpptest.Config) { c.Mechanisms = []string{"PLAIN"} }, func(c *xmpptest.Config) { c.Mechanisms = []string{"SCRAM-SHA-256", "PLAIN"} }, login.PathSASL2, "SCRAM-SHA-256", 2},
+		{"unchanged", nil, nil, login.PathSASL2, "SCRAM-SHA-256", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var sc xmpptest.Config
+			if tc.before != nil {
+				tc.before(&sc)
+			}
+			s := newTestServer(t, sc)
+			db := openCache(t)
+			cfg := testConfig(t, s, "alice", db)
+			c, err := client.Dial(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			if tc.after != nil {
+				s.SetConfig(tc.after)
+			}
+			n := len(s.Conns())
+			c, err = client.Dial(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info := c.Info()
+			c.Close()
+			if info.Path != tc.wantPath || info.Mechanism != tc.wantMech || info.Attempts != tc.wantAttempt {
+				t.Errorf("path %s mechanism %s attempts %d; want %s %s %d", info.Path, info.Mechanism, info.Attempts, tc.wantPath, tc.wantMech, tc.wantAttempt)
+			}
+			if conns := len(s.Conns()) - n; conns != tc.wantAttempt {
+				t.Errorf("%d connections for the second login, want %d", conns, tc.wantAttempt)
+			}
+			// The cache now describes the server: the next login is planned
+			// from it in one attempt.
+			c, err = client.Dial(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info = c.Info()
+			c.Close()
+			if info.Attempts != 1 || info.Source != login.SourceCache || info.Stale {
+				t.Errorf("third login: attempts %d source %s stale %v", info.Attempts, info.Source, info.Stale)
+			}
+		})
+	}
+}
+
+// TestFailedLoginLeavesCache: a wrong password is ErrAuth and writes nothing
+// into the cache.
+func TestFailedLoginLeavesCache(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := newTestServer(t, xmpptest.Config{})
+	db := openCache(t)
+	cfg := testConfig(t, s, "alice", db)
+	cfg.Password = "wrong"
+	_, err := client.Dial(ctx, cfg)
+	if !errors.Is(err, client.ErrAuth) {
+		t.Fatalf("err = %v, want ErrAuth", err)
+	}
+	if _, ok, err := db.Features(ctx, s.Domain()); ok || err != nil {
+		t.Errorf("a failed login wrote features (ok=%v, err=%v)", ok, err)
+	}
+	if got := err.Error(); contains(got, "wrong") {
+		t.Errorf("the error contains the password: %q", got)
+	}
+}
+
+// TestStartTLSPipelined: STARTTLS with a cache hit sends the header and
+// <starttls/> together (one round trip before TLS).
+func TestStartTLSPipelined(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := newTestServer(t, xmpptest.Config{})
+	cfg := testConfig(t, s, "alice", openCache(t))
+	cfg.Addr, cfg.TLS = s.StartTLSAddr(), client.TLSStartTLS
+	for i, want := range []int{2, 1} {
+		c, err := client.Dial(ctx, cfg)
+		if err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+		info := c.Info()
+		c.Close()
+		if info.DirectTLS || info.StartTLSRoundTrips != want || (i == 1 && info.RoundTrips != 2) {
+			t.Errorf("login %d: direct %v, %d STARTTLS round trips (want %d), %d after TLS", i, info.DirectTLS, info.StartTLSRoundTrips, want, info.RoundTrips)
+		}
+	}
+	// With no mode given and no cache, Direct TLS is tried, then STARTTLS.
+	cfg.TLS, cfg.Cache = client.TLSAuto, nil
+	c, err := client.Dial(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if c.Info().DirectTLS {
+		t.Error("auto mode on a STARTTLS port reported Direct TLS")
+	}
+}
+
+func contains(s, sub string) bool {
+	return len(sub) > 0 && len(s) >= len(sub) && (func() bool {
+		for i := 0; i+len(sub) <= len(s); i++ {
+			if s[i:i+len(sub)] == sub {
+				return true
+			}
+		}
+		return false
+	})()
+}
