@@ -52,6 +52,7 @@ type Info struct {
 
 // Timings are the durations of the login's phases.
 type Timings struct {
+	Cache    time.Duration // opening and reading the feature cache
 	Lookup   time.Duration // SRV lookup
 	Connect  time.Duration // TCP connect
 	StartTLS time.Duration // STARTTLS exchange (zero with Direct TLS)

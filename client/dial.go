@@ -47,6 +47,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	domain := cfg.JID.Domainpart()
 	log := cfg.Logger.With().Str("component", "client").Str("jid", bare.String()).Logger()
 
+	cacheStart := time.Now()
 	db, ownDB, err := openCache(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -73,6 +74,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			uaID = ""
 		}
 	}
+	cacheTime := time.Since(cacheStart)
 	password := cfg.Password
 	if cfg.PasswordFunc != nil {
 		if password, err = cfg.PasswordFunc(ctx); err != nil {
@@ -81,6 +83,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 
 	var info Info
+	info.Timings.Cache = cacheTime
 	lookupStart := time.Now()
 	targets, err := resolve(ctx, cfg, cached)
 	if err != nil {

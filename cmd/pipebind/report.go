@@ -46,6 +46,7 @@ func newReport(info client.Info) report {
 		BytesOut:   info.BytesOut,
 		BytesIn:    info.BytesIn,
 		TimingsMS: map[string]float64{
+			"cache":    ms(info.Timings.Cache),
 			"lookup":   ms(info.Timings.Lookup),
 			"dial":     ms(info.Timings.Connect),
 			"starttls": ms(info.Timings.StartTLS),
@@ -102,7 +103,7 @@ func waterfall(w io.Writer, t client.Timings) {
 		name string
 		d    time.Duration
 	}{
-		{"lookup", t.Lookup}, {"dial", t.Connect}, {"starttls", t.StartTLS}, {"tls", t.TLS}, {"login", t.Login},
+		{"cache", t.Cache}, {"lookup", t.Lookup}, {"dial", t.Connect}, {"starttls", t.StartTLS}, {"tls", t.TLS}, {"login", t.Login},
 	}
 	total := t.Total
 	if total <= 0 {
