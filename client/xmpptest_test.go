@@ -1,12 +1,18 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
+	"io"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"mellium.im/xmpp/jid"
 
 	"github.com/pipebind/pipebind/cache"
@@ -261,4 +267,83 @@ func contains(s, sub string) bool {
 		}
 		return false
 	})()
+}
+
+// TestTLSVerification: an untrusted certificate is ErrTLS, and no password
+// was sent; an unverified connection never carries PLAIN unless allowed.
+func TestTLSVerification(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := newTestServer(t, xmpptest.Config{})
+	cfg := testConfig(t, s, "alice", nil)
+	cfg.TLSConfig = nil // system roots: the test CA is unknown
+	_, err := client.Dial(ctx, cfg)
+	if !errors.Is(err, client.ErrTLS) {
+		t.Fatalf("untrusted certificate: err = %v, want ErrTLS", err)
+	}
+	if _, ok := lastConn(t, s).Received("authenticate"); ok {
+		t.Error("credentials were sent over an unverified connection")
+	}
+
+	insecure := s.TLSConfig()
+	insecure.RootCAs, insecure.InsecureSkipVerify = nil, true
+	cfg.TLSConfig = insecure
+	cfg.Mechanisms = []string{"PLAIN"}
+	if _, err := client.Dial(ctx, cfg); !errors.Is(err, client.ErrInsecure) {
+		t.Errorf("PLAIN over unverified TLS: err = %v, want ErrInsecure", err)
+	}
+	cfg.InsecureAllowPlain = true
+	c, err := client.Dial(ctx, cfg)
+	if err != nil {
+		t.Fatalf("PLAIN with the explicit insecure option: %v", err)
+	}
+	c.Close()
+}
+
+// TestNoSecretsInLogs runs logins at debug level, a failing one included,
+// and scans the log for the password and the SASL payloads.
+func TestNoSecretsInLogs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := newTestServer(t, xmpptest.Config{})
+	var buf bytes.Buffer
+	cfg := testConfig(t, s, "alice", openCache(t))
+	cfg.Logger = zerolog.New(&syncWriter{w: &buf}).Level(zerolog.DebugLevel)
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256"} {
+		cfg.Mechanisms = []string{mech}
+		for range 2 {
+			c, err := client.Dial(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		}
+	}
+	bad := cfg
+	bad.Password = "a-wrong-secret"
+	_, err := client.Dial(ctx, bad)
+	if err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	logs := buf.String() + err.Error()
+	if !strings.Contains(logs, "logged in") {
+		t.Fatalf("no debug log captured: %q", logs)
+	}
+	plain := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00alice-pw"))
+	for _, secret := range []string{"alice-pw", "a-wrong-secret", plain, plain[:16]} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log contains a secret (%q)", secret[:4])
+		}
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
