@@ -193,7 +193,7 @@ func classify(ctx context.Context, step string, path Path, domain string, err er
 	var rherr tls.RecordHeaderError
 	var alert tls.AlertError
 	switch {
-	case ctx != nil && ctx.Err() != nil:
+	case ctx.Err() != nil:
 		// The context ended: report its error so errors.Is(err,
 		// context.Canceled / DeadlineExceeded) holds.
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {

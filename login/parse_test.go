@@ -1,6 +1,7 @@
 package login
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -165,15 +166,15 @@ func TestChooseMechanism(t *testing.T) {
 }
 
 func TestErrorClassification(t *testing.T) {
-	err := classify(nil, "auth", PathSASL2, "example.org", &SASLError{Condition: "not-authorized", Text: "bad"})
+	err := classify(context.Background(), "auth", PathSASL2, "example.org", &SASLError{Condition: "not-authorized", Text: "bad"})
 	if !errors.Is(err, ErrAuth) || !errors.Is(err, &SASLError{Condition: "not-authorized"}) || errors.Is(err, &SASLError{Condition: "aborted"}) {
 		t.Errorf("not-authorized: %v", err)
 	}
-	err = classify(nil, "auth", PathSASL2, "example.org", &SASLError{Condition: "temporary-auth-failure"})
+	err = classify(context.Background(), "auth", PathSASL2, "example.org", &SASLError{Condition: "temporary-auth-failure"})
 	if !errors.Is(err, ErrRefused) || errors.Is(err, ErrAuth) {
 		t.Errorf("temporary-auth-failure: %v", err)
 	}
-	err = classify(nil, "features", PathSASL2, "example.org", &StreamError{Condition: "host-unknown"})
+	err = classify(context.Background(), "features", PathSASL2, "example.org", &StreamError{Condition: "host-unknown"})
 	if !errors.Is(err, ErrRefused) || !errors.Is(err, &StreamError{Condition: "host-unknown"}) {
 		t.Errorf("stream error: %v", err)
 	}
