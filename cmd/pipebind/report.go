@@ -27,10 +27,24 @@ type report struct {
 	BytesOut   int64              `json:"bytes_out"`
 	BytesIn    int64              `json:"bytes_in"`
 	TimingsMS  map[string]float64 `json:"timings_ms"`
+	// LatestID and Unreads come from a v0.3.0 <bound>: null when the server
+	// did not report them, [] when it tracks unreads and there are none.
+	LatestID *string        `json:"latest_id"`
+	Unreads  []login.Unread `json:"unreads"`
 }
 
 func newReport(info client.Info) report {
+	var latest *string
+	var unreads []login.Unread
+	if d := info.Draft; d != nil {
+		if d.LatestID != "" {
+			latest = &d.LatestID
+		}
+		unreads = d.Unreads
+	}
 	return report{
+		LatestID:   latest,
+		Unreads:    unreads,
 		JID:        info.JID.String(),
 		Path:       info.Path,
 		Features:   info.Source,
@@ -93,6 +107,23 @@ func printReport(w io.Writer, info client.Info) {
 	fmt.Fprintf(w, "  stream mgmt  %s\n", sm)
 	fmt.Fprintf(w, "  carbons      %s\n", carbons)
 	fmt.Fprintf(w, "  bytes        %d out, %d in after TLS\n", info.BytesOut, info.BytesIn)
+	if d := info.Draft; d != nil {
+		fmt.Fprintf(w, "  latest-id    %s\n", orNone(d.LatestID))
+		switch {
+		case d.Unreads == nil:
+			fmt.Fprintln(w, "  unreads      not tracked by the server")
+		case len(d.Unreads) == 0:
+			fmt.Fprintln(w, "  unreads      none")
+		default:
+			for i, u := range d.Unreads {
+				label := ""
+				if i == 0 {
+					label = "unreads"
+				}
+				fmt.Fprintf(w, "  %-12s %s: %d after %s\n", label, u.JID, u.Count, orNone(u.ReadID))
+			}
+		}
+	}
 	fmt.Fprintln(w, "  waterfall")
 	waterfall(w, info.Timings)
 }
@@ -129,6 +160,13 @@ func waterfall(w io.Writer, t client.Timings) {
 		at += p.d
 	}
 	fmt.Fprintf(w, "    %-8s  %s  %8.1f ms\n", "total", strings.Repeat(" ", width), ms(total))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }
 
 // oneLine folds an error onto one line.

@@ -1,0 +1,61 @@
+// Package xmpptest runs an in-process XMPP server for tests, in the way
+// net/http/httptest runs an HTTP server: NewServer listens on loopback
+// port 0 with a generated certificate, TLSConfig returns a client
+// configuration that trusts it, and Close waits for everything to stop.
+// It is not a production server: it keeps everything in memory, trusts its
+// callers and has no rosters, offline storage, resumption or federation.
+//
+// # What it serves
+//
+// Two listeners on 127.0.0.1: Direct TLS (XEP-0368), where TLS starts with
+// the first byte, and a plain listener where STARTTLS is required before
+// anything else (RFC 6120 §5). After TLS the server offers classic SASL
+// (RFC 6120 §6, with a stream restart and §7 resource binding) and SASL2
+// (XEP-0388) with inline Bind 2 (XEP-0386), inline Stream Management enable
+// (XEP-0198), Carbons (XEP-0280) and CSI (XEP-0352). Mechanisms are
+// SCRAM-SHA-256, SCRAM-SHA-1 (server side from mellium.im/sasl) and PLAIN;
+// no -PLUS variant, because mellium.im/sasl v0.3.2 has no server-side
+// channel binding. Bound sessions exchange messages, IQs and directed
+// presence; messages get a XEP-0359 stanza-id and Carbons copies. The zero
+// Config serves all of it; the Config switches take features away to build a
+// classic-only, SASL2-without-Bind-2 or TLS-variant server, and SetConfig
+// changes them between logins (for tests of stale cached features).
+//
+// The server follows the specifications rather than any one client: it
+// accepts any whitespace, attribute order and namespace prefixes, and data
+// that arrives early, such as a stream header and <authenticate/> written in
+// one segment before the server has said anything, or a restart header and
+// a bind request queued behind </auth>. One bufio.Reader per transport
+// feeds a new xml.Decoder at each stream restart, so pipelined bytes are
+// never lost. Each top-level element is limited to 64 KiB; malformed input
+// ends the stream with an RFC 6120 stream error.
+//
+// # Observing a login
+//
+// Conns returns one ConnLog per accepted connection. From the end of the TLS
+// handshake it records every stream header and top-level element in each
+// direction as an Event, with the number of items the server had written
+// when the element arrived (ServerWritesBefore) and the number of client
+// flights (ClientFlights). A test of a pipelining client asserts, for
+// example, that <authenticate/> arrived before the server sent its features
+// and that the whole login took one flight. Arrival is observed by a reader
+// goroutine as soon as crypto/tls returns each record; TLSConfig disables
+// dynamic record sizing so that one client Write is one record.
+//
+// # Concurrency
+//
+// Server and ConnLog methods are safe for concurrent use. Every goroutine the
+// server starts (accept loops, one per connection and one reader per secured
+// transport) has returned when Close returns; a ConnLog's Done channel is
+// closed when its connection's goroutines have returned.
+//
+// # Extending
+//
+// conn.go is the connection state machine; protocol files register handlers
+// for the states in which their elements are valid (register for top-level
+// elements, registerIQ for IQ payloads): tls.go, sasl.go (mechanisms),
+// sasl2.go, classic.go, bind2.go, sm.go, csi.go, carbons.go and route.go.
+// Every byte the server writes goes through conn.writeRaw, the place for
+// latency or fault injection on output; input passes through arrivalReader
+// and byteCounter (wire.go), the place for faults on input.
+package xmpptest

@@ -1,0 +1,153 @@
+package xmpptest
+
+// XEP-0388: Extensible SASL Profile (SASL2). Authentication completes with
+// <success/> followed directly by the features of the authenticated stream:
+// no stream restart.
+
+func init() {
+	register(stateAuth, nsSASL2, "authenticate", (*conn).handleAuthenticate)
+	register(stateSASL2, nsSASL2, "response", (*conn).handleSASL2Response)
+	register(stateSASL2, nsSASL2, "abort", (*conn).handleSASL2Abort)
+}
+
+// authRequest is a parsed <authenticate/>: what to do once authenticated.
+type authRequest struct {
+	ua     UserAgent
+	bind   *bindRequest // XEP-0386 inline bind, nil if absent
+	resume *element     // XEP-0198 inline <resume/>, nil if absent
+	other  []*element   // inline requests this server does not know
+}
+
+func parseAuthenticate(el *element) *authRequest {
+	r := &authRequest{}
+	for _, ch := range el.children() {
+		switch {
+		case ch.is(nsSASL2, "initial-response"):
+		case ch.is(nsSASL2, "user-agent"):
+			r.ua.ID = ch.attrValue("id")
+			if s := ch.child(nsSASL2, "software"); s != nil {
+				r.ua.Software = s.text()
+			}
+			if d := ch.child(nsSASL2, "device"); d != nil {
+				r.ua.Device = d.text()
+			}
+		case ch.is(nsBind2, "bind"):
+			r.bind = parseBind2(ch)
+		case ch.is(nsSM, "resume"):
+			r.resume = ch
+		default:
+			r.other = append(r.other, ch)
+		}
+	}
+	return r
+}
+
+func (c *conn) handleAuthenticate(el *element) error {
+	if c.cfg.NoSASL2 {
+		return c.unhandled(el)
+	}
+	req := parseAuthenticate(el)
+	c.log.set(func(l *ConnLog) { l.ua = req.ua })
+	mech := el.attrValue("mechanism")
+	auth, serr := c.newAuthenticator(mech)
+	if serr != nil {
+		return c.sasl2Failure(serr)
+	}
+	c.exch = &exchange{mech: mech, auth: auth, sasl2: req}
+	ir := el.child(nsSASL2, "initial-response")
+	if ir == nil {
+		// Client-first mechanisms without an initial response: ask for it.
+		c.state = stateSASL2
+		return c.send(newElement(nsSASL2, "challenge"))
+	}
+	data, serr := decodeSASL(ir.text())
+	if serr != nil {
+		return c.sasl2Failure(serr)
+	}
+	return c.sasl2Step(data)
+}
+
+func (c *conn) handleSASL2Response(el *element) error {
+	data, serr := decodeSASL(el.text())
+	if serr != nil {
+		return c.sasl2Failure(serr)
+	}
+	return c.sasl2Step(data)
+}
+
+func (c *conn) handleSASL2Abort(*element) error {
+	return c.sasl2Failure(&saslError{cond: "aborted"})
+}
+
+// sasl2Step feeds client data to the mechanism and answers with a
+// challenge, a success or a failure.
+func (c *conn) sasl2Step(data []byte) error {
+	out, done, serr := c.exch.auth.next(data)
+	switch {
+	case serr != nil:
+		return c.sasl2Failure(serr)
+	case !done:
+		c.state = stateSASL2
+		return c.send(newElement(nsSASL2, "challenge").addText(encodeSASL(out)))
+	}
+	return c.sasl2Success(out)
+}
+
+// sasl2Failure ends the attempt; the client may try again on this stream.
+func (c *conn) sasl2Failure(serr *saslError) error {
+	c.exch = nil
+	c.state = stateAuth
+	f := newElement(nsSASL2, "failure").add(newElement(nsSASL, serr.cond))
+	if serr.text != "" {
+		f.add(newElement(nsSASL2, "text").addText(serr.text))
+	}
+	return c.send(f)
+}
+
+// sasl2Success processes the inline requests (XEP-0388 §success: after
+// authentication, before <success/>), then sends <success/> and the
+// features of the authenticated stream.
+func (c *conn) sasl2Success(additional []byte) error {
+	ex := c.exch
+	c.exch = nil
+	local, _ := ex.auth.identity()
+	if err := c.authenticated(local, ex.mech); err != nil {
+		return err
+	}
+	c.state = stateAuthed
+	req := ex.sasl2
+
+	var extra []*element
+	if req.resume != nil {
+		// No session survives a connection here, so resumption always
+		// fails; XEP-0198 §inline-resume: report it and go on to bind.
+		extra = append(extra, smFailed("item-not-found"))
+	}
+	authzid := c.bare.String()
+	if req.bind != nil && !c.cfg.NoBind2 {
+		bound, err := c.bind2(req.bind)
+		if err != nil {
+			return err
+		}
+		extra = append(extra, bound)
+		authzid = c.jid.String()
+	}
+
+	s := newElement(nsSASL2, "success")
+	if additional != nil {
+		s.add(newElement(nsSASL2, "additional-data").addText(encodeSASL(additional)))
+	}
+	s.add(newElement(nsSASL2, "authorization-identifier").addText(authzid))
+	s.add(extra...)
+	if err := c.send(s); err != nil {
+		return err
+	}
+	if c.bound {
+		c.state = stateBound
+	}
+	if err := c.send(c.features()); err != nil {
+		return err
+	}
+	c.markReady()
+	return nil
+}

@@ -1,0 +1,263 @@
+package xmpptest
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Config selects what the server offers. The zero Config serves everything:
+// Direct TLS and STARTTLS, classic SASL and SASL2 with Bind 2, SCRAM-SHA-256,
+// SCRAM-SHA-1 and PLAIN.
+type Config struct {
+	// Domain is the server's domain. Default "localhost". It is fixed when
+	// the server is created (the certificate names it); SetConfig cannot
+	// change it.
+	Domain string
+	// Users maps localparts to passwords.
+	Users map[string]string
+
+	// NoSASL2 makes a classic-only server: no urn:xmpp:sasl:2 feature, and
+	// an <authenticate/> is answered like any unknown element (stream error
+	// unsupported-stanza-type).
+	NoSASL2 bool
+	// NoBind2 offers SASL2 without inline Bind 2; a <bind/> inside
+	// <authenticate/> is ignored and the client binds the RFC 6120 way.
+	NoBind2 bool
+	// Mechanisms are offered, in order, by both classic SASL and SASL2.
+	// Default {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"}. Names the server
+	// does not implement may be listed (to see what a client picks); using
+	// them fails with invalid-mechanism. -PLUS variants are not implemented.
+	Mechanisms []string
+	// NoDirectTLS and NoStartTLS disable a listener: it still accepts (its
+	// address stays valid) but closes each connection at once, without TLS
+	// or a stream header. Such connections do not appear in Conns.
+	NoDirectTLS, NoStartTLS bool
+	// ScramIterations is the SCRAM iteration count. Default 4096.
+	ScramIterations int
+}
+
+// defaultMechanisms is what a zero Config offers.
+var defaultMechanisms = []string{"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"}
+
+func (c Config) withDefaults() Config {
+	if c.Domain == "" {
+		c.Domain = "localhost"
+	}
+	c.Domain = strings.ToLower(c.Domain)
+	if len(c.Mechanisms) == 0 {
+		c.Mechanisms = defaultMechanisms
+	}
+	c.Mechanisms = slices.Clone(c.Mechanisms)
+	if c.ScramIterations <= 0 {
+		c.ScramIterations = 4096
+	}
+	return c
+}
+
+// offers reports whether mechanism m is configured.
+func (c *Config) offers(m string) bool { return slices.Contains(c.Mechanisms, m) }
+
+// Server is an in-process XMPP server for tests, listening on loopback. It is
+// safe for concurrent use.
+type Server struct {
+	domain string
+	certs  *certs
+
+	mu       sync.Mutex
+	cfg      Config // cfg.Users is owned by the server
+	started  bool
+	closed   bool
+	direct   net.Listener
+	plain    net.Listener
+	logs     []*ConnLog
+	live     map[*conn]struct{}
+	sessions map[string]map[string]*conn // bare JID -> resource -> conn
+	scram    map[scramKey]*scramEntry
+
+	wg sync.WaitGroup
+}
+
+// NewServer returns a started server listening on 127.0.0.1 with a Direct
+// TLS listener and a plain listener that requires STARTTLS. The caller must
+// Close it.
+func NewServer(cfg Config) *Server {
+	s := NewUnstartedServer(cfg)
+	s.Start()
+	return s
+}
+
+// NewUnstartedServer returns a server that is not listening yet; adjust it
+// (SetConfig, AddUser) and call Start.
+func NewUnstartedServer(cfg Config) *Server {
+	cfg = cfg.withDefaults()
+	cfg.Users = maps.Clone(cfg.Users)
+	if cfg.Users == nil {
+		cfg.Users = make(map[string]string)
+	}
+	c, err := newCerts(cfg.Domain)
+	if err != nil {
+		panic(fmt.Sprintf("xmpptest: generating certificates: %v", err))
+	}
+	return &Server{
+		domain:   cfg.Domain,
+		certs:    c,
+		cfg:      cfg,
+		live:     make(map[*conn]struct{}),
+		sessions: make(map[string]map[string]*conn),
+		scram:    make(map[scramKey]*scramEntry),
+	}
+}
+
+// Start starts listening. It panics if called twice or after Close.
+func (s *Server) Start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.closed {
+		panic("xmpptest: Start called twice or after Close")
+	}
+	s.started = true
+	s.direct = listen()
+	s.plain = listen()
+	s.wg.Add(2)
+	go s.accept(s.direct, modeDirectTLS)
+	go s.accept(s.plain, modeStartTLS)
+}
+
+func listen() net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(fmt.Sprintf("xmpptest: listen: %v", err))
+	}
+	return ln
+}
+
+// DirectTLSAddr returns the host:port of the Direct TLS (XEP-0368) listener,
+// or "" before Start.
+func (s *Server) DirectTLSAddr() string { return s.addr(func() net.Listener { return s.direct }) }
+
+// StartTLSAddr returns the host:port of the plain listener that requires
+// STARTTLS, or "" before Start.
+func (s *Server) StartTLSAddr() string { return s.addr(func() net.Listener { return s.plain }) }
+
+func (s *Server) addr(ln func() net.Listener) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := ln(); l != nil {
+		return l.Addr().String()
+	}
+	return ""
+}
+
+// Domain returns the server's domain.
+func (s *Server) Domain() string { return s.domain }
+
+// SetConfig changes the configuration for connections accepted afterwards;
+// connections already open keep what they were accepted with (Users is
+// shared and live). Domain cannot change. f runs under the server's lock and
+// must not call the server's methods.
+func (s *Server) SetConfig(f func(*Config)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := s.cfg
+	f(&cfg)
+	cfg.Domain = s.domain
+	cfg = cfg.withDefaults()
+	cfg.Users = maps.Clone(cfg.Users)
+	if cfg.Users == nil {
+		cfg.Users = make(map[string]string)
+	}
+	s.cfg = cfg
+}
+
+// AddUser adds a user or changes a password.
+func (s *Server) AddUser(local, password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.Users[local] = password
+}
+
+// password returns the password of local.
+func (s *Server) password(local string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pw, ok := s.cfg.Users[local]
+	return pw, ok
+}
+
+// Conns returns the log of every connection accepted so far, in accept order.
+func (s *Server) Conns() []*ConnLog {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.logs)
+}
+
+// Close closes the listeners and every connection, and waits for all of the
+// server's goroutines. It is idempotent.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		for _, ln := range []net.Listener{s.direct, s.plain} {
+			if ln != nil {
+				_ = ln.Close()
+			}
+		}
+		for c := range s.live {
+			_ = c.raw.Close()
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Server) accept(ln net.Listener, mode listenMode) {
+	defer s.wg.Done()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond) // back off on transient errors, as net/http does
+			continue
+		}
+		s.serve(nc, mode)
+	}
+}
+
+// serve starts a connection's goroutine and returns its log, or nil when the
+// connection was refused.
+func (s *Server) serve(nc net.Conn, mode listenMode) *ConnLog {
+	s.mu.Lock()
+	refuse := s.closed ||
+		(mode == modeDirectTLS && s.cfg.NoDirectTLS) ||
+		(mode == modeStartTLS && s.cfg.NoStartTLS)
+	if refuse {
+		s.mu.Unlock()
+		_ = nc.Close()
+		return nil
+	}
+	cfg := s.cfg
+	cfg.Users = nil
+	cfg.Mechanisms = slices.Clone(cfg.Mechanisms)
+	c := newConn(s, cfg, nc, mode)
+	s.logs = append(s.logs, c.log)
+	s.live[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go c.serve()
+	return c.log
+}
+
+// forget drops a finished connection.
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.live, c)
+}
