@@ -3,6 +3,7 @@ package login
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"strconv"
@@ -22,6 +23,15 @@ type Unread struct {
 	JID    jid.JID `json:"jid"`
 	ReadID string  `json:"read_id"`
 	Count  int     `json:"count"`
+}
+
+// MarshalJSON writes {"jid": "...", "read_id": "...", "count": N}.
+func (u Unread) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		JID    string `json:"jid"`
+		ReadID string `json:"read_id"`
+		Count  int    `json:"count"`
+	}{u.JID.String(), u.ReadID, u.Count})
 }
 
 // DraftBound is the XEP-0386 v0.3.0 <bound xmlns='urn:xmpp:bind2:0'>.
