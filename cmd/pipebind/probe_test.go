@@ -53,6 +53,10 @@ func TestIntegrationProbeProsody(t *testing.T) {
 		if !strings.HasPrefix(got.JID, "alice@"+srv.Domain+"/") || got.TimingsMS["total"] <= 0 {
 			t.Errorf("probe %d: jid %q timings %v", i, got.JID, got.TimingsMS)
 		}
+		// Prosody's Bind 2 reports no archive state: null, not [].
+		if !strings.Contains(stdout.String(), `"latest_id":null`) || !strings.Contains(stdout.String(), `"unreads":null`) {
+			t.Errorf("probe %d: latest_id/unreads not null: %s", i, stdout.String())
+		}
 		if strings.Contains(stdout.String()+stderr.String(), srv.Users["alice"]) {
 			t.Errorf("probe %d: the password appears in the output", i)
 		}
