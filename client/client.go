@@ -7,13 +7,11 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
-	"mellium.im/xmpp/stanza"
 
 	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/login"
@@ -71,7 +69,6 @@ type Client struct {
 	ownDB *cache.DB
 
 	closeTimeout time.Duration
-	handled      atomic.Uint32 // XEP-0198 inbound counter (h)
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -166,8 +163,9 @@ func (c *Client) Send(ctx context.Context, r xml.TokenReader) error {
 	return c.sess.Send(ctx, r)
 }
 
-// smHandler answers XEP-0198 ack requests and counts handled stanzas before
-// passing everything else to the application's handler.
+// smHandler answers XEP-0198 ack requests with the count of stanzas the
+// session has parsed (login.StanzasIn: IQ results mellium routes to SendIQ
+// callers included) and passes everything else to the application.
 type smHandler struct {
 	c       *Client
 	next    xmpp.Handler
@@ -183,7 +181,7 @@ func (h smHandler) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartElem
 			}
 			a := xml.StartElement{
 				Name: xml.Name{Space: login.NSSM, Local: "a"},
-				Attr: []xml.Attr{{Name: xml.Name{Local: "h"}, Value: strconv.FormatUint(uint64(h.c.handled.Load()), 10)}},
+				Attr: []xml.Attr{{Name: xml.Name{Local: "h"}, Value: strconv.FormatUint(uint64(login.StanzasIn(h.c.sess)), 10)}},
 			}
 			if err := t.EncodeToken(a); err != nil {
 				return err
@@ -192,9 +190,6 @@ func (h smHandler) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartElem
 		case "a", "enabled", "failed":
 			return nil
 		}
-	}
-	if h.enabled && stanza.Is(start.Name, login.NSClient) {
-		h.c.handled.Add(1)
 	}
 	return h.next.HandleXMPP(t, start)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/xml"
 	"errors"
 	"io"
 	"path/filepath"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"mellium.im/xmlstream"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/client"
@@ -346,4 +349,33 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// TestSMAckCountsEveryStanza: after messages and IQ results (which mellium
+// routes to SendIQ callers, never to a handler), the client's answer to
+// <r/> counts all of them.
+func TestSMAckCountsEveryStanza(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := newTestServer(t, xmpptest.Config{})
+	alice, err := client.Dial(ctx, testConfig(t, s, "alice", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	if !alice.Info().SM.Enabled {
+		t.Fatal("SM not enabled")
+	}
+	// Two IQs answered by the server (ping), each a stanza the client parses.
+	for range 2 {
+		resp, err := alice.Session().SendIQ(ctx, stanza.IQ{Type: stanza.GetIQ, To: jid.MustParse(s.Domain())}.Wrap(
+			xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: "urn:xmpp:ping", Local: "ping"}})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Close()
+	}
+	if got := login.StanzasIn(alice.Session()); got != 2 {
+		t.Errorf("StanzasIn = %d after two IQ results, want 2", got)
+	}
 }

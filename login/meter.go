@@ -1,41 +1,52 @@
 package login
 
 import (
+	"bufio"
 	"crypto/tls"
+	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"mellium.im/xmpp"
 )
 
-// meterConn counts round trips (a write followed by the first read that
-// returns data), flights and bytes on the connection while the login runs.
+// meterConn sits between the TLS connection and mellium's decoder. During
+// the login it counts round trips (a write followed by the first read that
+// returns data), flights and bytes. Afterwards it counts the top-level
+// stanzas the decoder consumes (the XEP-0198 inbound counter).
+//
+// It implements io.ByteReader, so encoding/xml reads from its buffer
+// byte by byte instead of adding a buffer of its own: the meter sees
+// exactly which bytes the session has parsed.
 type meterConn struct {
 	net.Conn
+	br *bufio.Reader
+
 	mu      sync.Mutex
 	stopped bool
 	pending bool
 	cur     Flight
 	fl      []Flight
 	in, out int64
+
+	scan    atomic.Bool // counting stanzas (after the login)
+	lex     stanzaLexer // touched only by the reading goroutine
+	handled atomic.Uint32
 }
 
-func newMeterConn(c net.Conn) *meterConn { return &meterConn{Conn: c} }
-
-func (c *meterConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	if !c.stopped {
-		if !c.pending {
-			c.pending = true
-			c.cur = Flight{Sent: time.Now()}
-		}
-		c.cur.BytesOut += int64(len(p))
-		c.out += int64(len(p))
-	}
-	c.mu.Unlock()
-	return c.Conn.Write(p)
+func newMeterConn(c net.Conn) *meterConn {
+	m := &meterConn{Conn: c}
+	m.br = bufio.NewReaderSize(rawReader{m}, 4096)
+	return m
 }
 
-func (c *meterConn) Read(p []byte) (int, error) {
+// rawReader reads from the network and counts flights.
+type rawReader struct{ m *meterConn }
+
+func (r rawReader) Read(p []byte) (int, error) {
+	c := r.m
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.mu.Lock()
@@ -52,11 +63,51 @@ func (c *meterConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// flights stops counting and returns the round trips seen.
+func (c *meterConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if !c.stopped {
+		if !c.pending {
+			c.pending = true
+			c.cur = Flight{Sent: time.Now()}
+		}
+		c.cur.BytesOut += int64(len(p))
+		c.out += int64(len(p))
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+func (c *meterConn) Read(p []byte) (int, error) {
+	n, err := c.br.Read(p)
+	if n > 0 && c.scan.Load() {
+		for _, b := range p[:n] {
+			if c.lex.feed(b) {
+				c.handled.Add(1)
+			}
+		}
+	}
+	return n, err
+}
+
+// ReadByte implements io.ByteReader for encoding/xml.
+func (c *meterConn) ReadByte() (byte, error) {
+	b, err := c.br.ReadByte()
+	if err == nil && c.scan.Load() && c.lex.feed(b) {
+		c.handled.Add(1)
+	}
+	return b, err
+}
+
+var _ io.ByteReader = (*meterConn)(nil)
+
+// flights stops counting round trips, starts counting stanzas and returns
+// the round trips seen. It is called when the decoder has consumed exactly
+// the login's last element.
 func (c *meterConn) flights() (int, []Flight) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stopped = true
+	c.scan.Store(true)
 	return len(c.fl), c.fl
 }
 
@@ -73,4 +124,185 @@ func (c *meterConn) ConnectionState() tls.ConnectionState {
 		return tc.ConnectionState()
 	}
 	return tls.ConnectionState{}
+}
+
+// StanzasIn returns how many top-level stanzas (message, presence, iq) the
+// session has parsed since the login completed: the inbound counter "h" of
+// XEP-0198 stream management when it was enabled at bind time. It counts
+// every stanza, including IQ results mellium routes to SendIQ callers,
+// which a handler never sees. It returns 0 for a session not created by
+// Negotiate.
+func StanzasIn(s *xmpp.Session) uint32 {
+	if m, ok := s.Conn().(*meterConn); ok {
+		return m.handled.Load()
+	}
+	return 0
+}
+
+// stanzaLexer follows the XML byte stream just enough to see top-level
+// elements begin and end inside the stream. feed returns true when a
+// top-level message, presence or iq has just ended.
+type stanzaLexer struct {
+	state   lexState
+	depth   int
+	name    []byte // local name of the current tag being read
+	top     bool   // the element at depth 0 is a stanza
+	quote   byte
+	slash   bool // a '/' was seen in the current start tag (self-closing)
+	endTail int  // progress through a terminator ("-->", "]]>", "?>")
+}
+
+type lexState uint8
+
+const (
+	lexText lexState = iota
+	lexOpen          // after '<'
+	lexName          // reading a start tag's name
+	lexAttrs         // inside a start tag after its name
+	lexQuoted        // inside an attribute value
+	lexEnd           // inside an end tag
+	lexBang          // after "<!": comment or CDATA
+	lexComment
+	lexCDATA
+	lexPI
+	lexDirective
+)
+
+func (l *stanzaLexer) feed(b byte) bool {
+	switch l.state {
+	case lexText:
+		if b == '<' {
+			l.state = lexOpen
+		}
+	case lexOpen:
+		switch b {
+		case '/':
+			l.state = lexEnd
+		case '!':
+			l.state, l.endTail = lexBang, 0
+		case '?':
+			l.state, l.endTail = lexPI, 0
+		default:
+			l.state, l.name, l.slash = lexName, append(l.name[:0], b), false
+		}
+	case lexName:
+		switch {
+		case b == '>':
+			return l.startDone()
+		case b == '/':
+			l.slash = true
+			l.state = lexAttrs
+		case isSpace(b):
+			l.state = lexAttrs
+		case len(l.name) < 16:
+			l.name = append(l.name, b)
+		}
+	case lexAttrs:
+		switch b {
+		case '\'', '"':
+			l.quote, l.state = b, lexQuoted
+		case '/':
+			l.slash = true
+		case '>':
+			return l.startDone()
+		default:
+			if !isSpace(b) {
+				l.slash = false
+			}
+		}
+	case lexQuoted:
+		if b == l.quote {
+			l.state = lexAttrs
+		}
+	case lexEnd:
+		if b == '>' {
+			l.state = lexText
+			l.depth--
+			if l.depth == 0 && l.top {
+				l.top = false
+				return true
+			}
+			if l.depth < 0 {
+				l.depth = 0 // </stream:stream>
+			}
+		}
+	case lexBang:
+		// "<!--" or "<![CDATA[": decide on the first byte, then wait for
+		// the matching terminator.
+		switch b {
+		case '-':
+			l.state = lexComment
+		case '[':
+			l.state = lexCDATA
+		default:
+			l.state = lexDirective // never legal in XMPP; skip to '>'
+		}
+	case lexComment:
+		l.endTail = advance(l.endTail, b, "-->")
+		if l.endTail == 3 {
+			l.state = lexText
+		}
+	case lexCDATA:
+		l.endTail = advance(l.endTail, b, "]]>")
+		if l.endTail == 3 {
+			l.state = lexText
+		}
+	case lexDirective:
+		if b == '>' {
+			l.state = lexText
+		}
+	case lexPI:
+		l.endTail = advance(l.endTail, b, "?>")
+		if l.endTail == 2 {
+			l.state = lexText
+		}
+	}
+	return false
+}
+
+// startDone handles the '>' of a start tag.
+func (l *stanzaLexer) startDone() bool {
+	l.state = lexText
+	if l.depth == 0 {
+		l.top = isStanzaName(l.name)
+	}
+	if l.slash {
+		if l.depth == 0 && l.top {
+			l.top = false
+			return true
+		}
+		return false
+	}
+	l.depth++
+	return false
+}
+
+func advance(progress int, b byte, term string) int {
+	if b == term[progress] {
+		return progress + 1
+	}
+	if progress == 2 && len(term) == 3 && b == term[1] {
+		return 2 // "--->" and "]]]>" still end the run
+	}
+	if b == term[0] {
+		return 1
+	}
+	return 0
+}
+
+func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
+
+// isStanzaName reports a (possibly prefixed) message, presence or iq.
+func isStanzaName(name []byte) bool {
+	for i := len(name) - 1; i >= 0; i-- {
+		if name[i] == ':' {
+			name = name[i+1:]
+			break
+		}
+	}
+	switch string(name) {
+	case "message", "presence", "iq":
+		return true
+	}
+	return false
 }
