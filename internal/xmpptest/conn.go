@@ -443,6 +443,28 @@ func (c *conn) writeLocked(n xml.Name, end bool, data []byte) error {
 	if c.secured {
 		c.log.recordOut(n, end, time.Now())
 	}
+	return c.writeBytesLocked(data)
+}
+
+// writeItems writes several top-level items in a single Write call (so one
+// TLS record), recording an Out event for each.
+func (c *conn) writeItems(items ...queuedOut) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wclosed {
+		return net.ErrClosed
+	}
+	var data []byte
+	for _, it := range items {
+		if c.secured {
+			c.log.recordOut(it.name, false, time.Now())
+		}
+		data = append(data, it.data...)
+	}
+	return c.writeBytesLocked(data)
+}
+
+func (c *conn) writeBytesLocked(data []byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := c.nc.Write(data); err != nil {
 		c.wclosed = true

@@ -4,6 +4,8 @@
 // configuration that trusts it, and Close waits for everything to stop.
 // It is not a production server: it keeps everything in memory, trusts its
 // callers and has no rosters, offline storage, resumption or federation.
+// Messages with a body are kept in a minimal per-user archive (archive.go)
+// that tests can read and seed.
 //
 // # What it serves
 //
@@ -20,6 +22,9 @@
 // Config serves all of it; the Config switches take features away to build a
 // classic-only, SASL2-without-Bind-2 or TLS-variant server, and SetConfig
 // changes them between logins (for tests of stale cached features).
+// Config.Bind2Draft adds the XEP-0386 v0.3.0 draft (urn:xmpp:bind2:0, a
+// top-level <bind/> after the classic SASL restart, bind2draft.go), and
+// Config.Latency delays every connection below TLS (latency.go).
 //
 // The server follows the specifications rather than any one client: it
 // accepts any whitespace, attribute order and namespace prefixes, and data
@@ -54,7 +59,8 @@
 // conn.go is the connection state machine; protocol files register handlers
 // for the states in which their elements are valid (register for top-level
 // elements, registerIQ for IQ payloads): tls.go, sasl.go (mechanisms),
-// sasl2.go, classic.go, bind2.go, sm.go, csi.go, carbons.go and route.go.
+// sasl2.go, classic.go, bind2.go, bind2draft.go, sm.go, csi.go, carbons.go
+// and route.go (with archive.go).
 // Every byte the server writes goes through conn.writeRaw, the place for
 // latency or fault injection on output; input passes through arrivalReader
 // and byteCounter (wire.go), the place for faults on input.

@@ -8,6 +8,9 @@ func (c *conn) features() *element {
 		// RFC 6120 §5.3.1: TLS is mandatory, so nothing else is offered.
 		f.add(newElement(nsTLS, "starttls").add(newElement(nsTLS, "required")))
 	case stateAuth:
+		if c.cfg.Bind2Draft && !c.cfg.Bind2DraftPostAuthOnly {
+			f.add(newElement(nsBind2Draft, "bind"))
+		}
 		f.add(c.classicMechanisms())
 		if !c.cfg.NoSASL2 {
 			f.add(c.sasl2Feature())
@@ -19,6 +22,9 @@ func (c *conn) features() *element {
 				newElement(nsSASLCB, "channel-binding", "type", "tls-exporter")))
 		}
 	case stateAuthed:
+		if c.cfg.Bind2Draft {
+			f.add(newElement(nsBind2Draft, "bind")) // XEP-0386 v0.3.0 §Discovering support
+		}
 		f.add(newElement(nsBind, "bind"), newElement(nsSM, "sm"), newElement(nsCSI, "csi"))
 	case stateBound:
 		f.add(newElement(nsSM, "sm"), newElement(nsCSI, "csi"))

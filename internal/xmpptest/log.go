@@ -62,6 +62,7 @@ type ConnLog struct {
 	ua         UserAgent
 	mechanism  string
 	jid        string
+	bind2Draft bool
 	err        error
 }
 
@@ -169,6 +170,14 @@ func (l *ConnLog) BoundJID() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.jid
+}
+
+// Bind2Draft reports whether the session was bound with the XEP-0386 v0.3.0
+// draft (<bind xmlns='urn:xmpp:bind2:0'/>).
+func (l *ConnLog) Bind2Draft() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.bind2Draft
 }
 
 // recordOut notes that the server is about to write an item.

@@ -14,6 +14,7 @@ const (
 	nsSASLCB      = "urn:xmpp:sasl-cb:0"
 	nsBind        = "urn:ietf:params:xml:ns:xmpp-bind"
 	nsBind2       = "urn:xmpp:bind:0"
+	nsBind2Draft  = "urn:xmpp:bind2:0" // XEP-0386 v0.3.0 (bind2draft.go)
 	nsSession     = "urn:ietf:params:xml:ns:xmpp-session"
 	nsStanzas     = "urn:ietf:params:xml:ns:xmpp-stanzas"
 	nsSM          = "urn:xmpp:sm:3"

@@ -257,6 +257,10 @@ func (c *conn) handleMessage(el *element) error {
 	delivered := el
 	if typ != "error" {
 		delivered = withStanzaID(el, t.Bare())
+		if body := el.child(nsClient, "body"); body != nil && typ != "groupchat" {
+			c.srv.archiveRouted(c.user, t.Localpart(), c.bare.String(), t.Bare().String(),
+				stanzaIDOf(delivered, t.Bare()), body.text())
+		}
 	}
 	for _, r := range recipients {
 		r.deliver(delivered)
@@ -273,6 +277,18 @@ func withStanzaID(m *element, by jid.JID) *element {
 	b := by.String()
 	m.removeChildren(func(e *element) bool { return e.is(nsSID, "stanza-id") && e.attrValue("by") == b })
 	return m.add(newElement(nsSID, "stanza-id", "id", randomID(9), "by", b))
+}
+
+// stanzaIDOf returns the id of the last <stanza-id/> by the given JID.
+func stanzaIDOf(m *element, by jid.JID) string {
+	b := by.String()
+	id := ""
+	for _, ch := range m.children() {
+		if ch.is(nsSID, "stanza-id") && ch.attrValue("by") == b {
+			id = ch.attrValue("id")
+		}
+	}
+	return id
 }
 
 // handlePresence routes directed presence; broadcast presence (no 'to') is

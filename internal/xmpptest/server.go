@@ -40,6 +40,45 @@ type Config struct {
 	NoDirectTLS, NoStartTLS bool
 	// ScramIterations is the SCRAM iteration count. Default 4096.
 	ScramIterations int
+
+	// Bind2Draft serves the XEP-0386 v0.3.0 draft (urn:xmpp:bind2:0, see
+	// bind2draft.go): <bind xmlns='urn:xmpp:bind2:0'/> is advertised in the
+	// pre-authentication features (beside <mechanisms/>) and after the
+	// classic SASL restart (beside the RFC 6120 <bind/> and <sm/>), and a
+	// bare <bind xmlns='urn:xmpp:bind2:0'/> in an authenticated, unbound
+	// session binds a random resource and answers <bound/>. Off by default.
+	Bind2Draft bool
+	// Bind2DraftPostAuthOnly advertises the draft only after authentication,
+	// as the draft's example does. It has no effect without Bind2Draft.
+	Bind2DraftPostAuthOnly bool
+	// NoUnreads elides <unreads/> from the draft's <bound/> (the draft:
+	// absent means not supported, empty means no unread messages).
+	NoUnreads bool
+	// AfterBound is raw XML (for example a <message/>) the server writes in
+	// the same Write call right after the draft's </bound>, so it lands in
+	// the same TLS record: a test that no byte is lost across the client's
+	// handling of <bound/>. It is not validated.
+	AfterBound string
+
+	// Latency delays each direction of every accepted connection by this
+	// one-way latency, below TLS, so a round trip costs 2×Latency. Each
+	// written chunk is delivered Latency after it was written, in order and
+	// with its boundaries (latency.go). ReadLatency (client to server) and
+	// WriteLatency (server to client), when positive, override it for one
+	// direction. Zero means no delay.
+	Latency, ReadLatency, WriteLatency time.Duration
+}
+
+// latencies returns the effective one-way delays.
+func (c *Config) latencies() (read, write time.Duration) {
+	read, write = c.Latency, c.Latency
+	if c.ReadLatency > 0 {
+		read = c.ReadLatency
+	}
+	if c.WriteLatency > 0 {
+		write = c.WriteLatency
+	}
+	return max(read, 0), max(write, 0)
 }
 
 // defaultMechanisms is what a zero Config offers.
@@ -79,6 +118,8 @@ type Server struct {
 	live     map[*conn]struct{}
 	sessions map[string]map[string]*conn // bare JID -> resource -> conn
 	scram    map[scramKey]*scramEntry
+	archives map[string][]ArchivedMessage // localpart -> archive, oldest first (archive.go)
+	markers  map[string]map[string]string // localpart -> peer bare JID -> read-id
 
 	wg sync.WaitGroup
 }
@@ -246,6 +287,9 @@ func (s *Server) serve(nc net.Conn, mode listenMode) *ConnLog {
 	cfg := s.cfg
 	cfg.Users = nil
 	cfg.Mechanisms = slices.Clone(cfg.Mechanisms)
+	if rl, wl := cfg.latencies(); rl > 0 || wl > 0 {
+		nc = newLatencyConn(nc, rl, wl)
+	}
 	c := newConn(s, cfg, nc, mode)
 	s.logs = append(s.logs, c.log)
 	s.live[c] = struct{}{}
