@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pipebind/pipebind/internal/prosodytest"
+	"github.com/pipebind/pipebind/internal/xmpptest"
 )
 
 // TestIntegrationProbeProsody runs the probe twice against a real Prosody:
@@ -88,5 +89,54 @@ func TestIntegrationProbeProsody(t *testing.T) {
 	}
 	if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n"); lines != 0 || !strings.Contains(stderr.String(), "not-authorized") {
 		t.Errorf("wrong password: stderr %q, want one line with not-authorized", stderr.String())
+	}
+}
+
+// TestProbeDraftJSON: the probe's JSON keeps the v0.3.0 difference between
+// "not tracked" (null), "none" ([]) and entries.
+func TestProbeDraftJSON(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name        string
+		cfg         xmpptest.Config
+		seed        bool
+		wantLatest  string
+		wantUnreads string
+	}{
+		{"not tracked", xmpptest.Config{NoUnreads: true}, true, `"latest_id":"ID"`, `"unreads":null`},
+		{"none", xmpptest.Config{}, false, `"latest_id":null`, `"unreads":[]`},
+		{"entries", xmpptest.Config{}, true, `"latest_id":"ID"`, `"unreads":[{"jid":"bob@localhost","read_id":"","count":2}]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Bind2Draft, cfg.NoSASL2 = true, true
+			cfg.Users = map[string]string{"alice": "pw"}
+			srv := xmpptest.NewServer(cfg)
+			defer srv.Close()
+			latest := ""
+			if tc.seed {
+				srv.InjectArchive("alice", "bob@localhost", "one", true)
+				latest = srv.InjectArchive("alice", "bob@localhost", "two", true)
+			}
+			dir := t.TempDir()
+			ca := filepath.Join(dir, "ca.pem")
+			if err := os.WriteFile(ca, srv.CAPEM(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("PIPEBIND_PASSWORD", "pw")
+			var stdout, stderr bytes.Buffer
+			args := []string{"probe", "-json", "-addr", srv.DirectTLSAddr(), "-tls", "direct", "-ca", ca,
+				"-cache", filepath.Join(dir, "c.db"), "-mech", "PLAIN", "alice@localhost"}
+			if code := run(ctx, args, &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			out := stdout.String()
+			for _, want := range []string{`"path":"bind2-draft"`, strings.Replace(tc.wantLatest, "ID", latest, 1), tc.wantUnreads} {
+				if !strings.Contains(out, want) {
+					t.Errorf("JSON lacks %s: %s", want, out)
+				}
+			}
+		})
 	}
 }
