@@ -41,7 +41,7 @@ type miniServer struct {
 	postOnly bool // advertise bind2:0 only after authentication
 
 	mu      sync.Mutex
-	flights []int // per connection: client flights seen
+	flights []int // per connection, in accept order: client flights seen
 	wg      sync.WaitGroup
 }
 
@@ -81,6 +81,10 @@ func newMiniServer(t *testing.T) *miniServer {
 			if err != nil {
 				return
 			}
+			s.mu.Lock()
+			idx := len(s.flights)
+			s.flights = append(s.flights, 0)
+			s.mu.Unlock()
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
@@ -92,7 +96,7 @@ func newMiniServer(t *testing.T) *miniServer {
 					t.Logf("mini server: %v", err)
 				}
 				s.mu.Lock()
-				s.flights = append(s.flights, fc.flights)
+				s.flights[idx] = fc.flights
 				s.mu.Unlock()
 			}()
 		}

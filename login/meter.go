@@ -34,6 +34,11 @@ type meterConn struct {
 	scan    atomic.Bool // counting stanzas (after the login)
 	lex     stanzaLexer // touched only by the reading goroutine
 	handled atomic.Uint32
+
+	outMu    sync.Mutex
+	outLex   stanzaLexer
+	sent     atomic.Uint32 // stanzas written after the login
+	sentMsgs atomic.Uint32 // of which messages
 }
 
 func newMeterConn(c net.Conn) *meterConn {
@@ -74,6 +79,20 @@ func (c *meterConn) Write(p []byte) (int, error) {
 		c.out += int64(len(p))
 	}
 	c.mu.Unlock()
+	if c.scan.Load() {
+		c.outMu.Lock()
+		for _, b := range p {
+			switch c.outLex.feedKind(b) {
+			case 0:
+			case 'm':
+				c.sentMsgs.Add(1)
+				c.sent.Add(1)
+			default:
+				c.sent.Add(1)
+			}
+		}
+		c.outMu.Unlock()
+	}
 	return c.Conn.Write(p)
 }
 
@@ -139,6 +158,18 @@ func StanzasIn(s *xmpp.Session) uint32 {
 	return 0
 }
 
+// StanzasOut returns how many top-level stanzas, and of them how many
+// messages, the session has written since the login completed (the outbound
+// counter of XEP-0198, and what package mamsync needs to know whether the
+// archive may hold messages this session sent). 0, 0 for a session not
+// created by Negotiate.
+func StanzasOut(s *xmpp.Session) (stanzas, messages uint32) {
+	if m, ok := s.Conn().(*meterConn); ok {
+		return m.sent.Load(), m.sentMsgs.Load()
+	}
+	return 0, 0
+}
+
 // stanzaLexer follows the XML byte stream just enough to see top-level
 // elements begin and end inside the stream. feed returns true when a
 // top-level message, presence or iq has just ended.
@@ -147,6 +178,7 @@ type stanzaLexer struct {
 	depth   int
 	name    []byte // local name of the current tag being read
 	top     bool   // the element at depth 0 is a stanza
+	kind    byte   // its kind: 'm', 'p' or 'i'
 	quote   byte
 	slash   bool // a '/' was seen in the current start tag (self-closing)
 	endTail int  // progress through a terminator ("-->", "]]>", "?>")
@@ -155,20 +187,24 @@ type stanzaLexer struct {
 type lexState uint8
 
 const (
-	lexText lexState = iota
-	lexOpen          // after '<'
-	lexName          // reading a start tag's name
-	lexAttrs         // inside a start tag after its name
-	lexQuoted        // inside an attribute value
-	lexEnd           // inside an end tag
-	lexBang          // after "<!": comment or CDATA
+	lexText   lexState = iota
+	lexOpen            // after '<'
+	lexName            // reading a start tag's name
+	lexAttrs           // inside a start tag after its name
+	lexQuoted          // inside an attribute value
+	lexEnd             // inside an end tag
+	lexBang            // after "<!": comment or CDATA
 	lexComment
 	lexCDATA
 	lexPI
 	lexDirective
 )
 
-func (l *stanzaLexer) feed(b byte) bool {
+func (l *stanzaLexer) feed(b byte) bool { return l.feedKind(b) != 0 }
+
+// feedKind is feed returning which stanza ended: 'm'essage, 'p'resence,
+// 'i'q, or 0.
+func (l *stanzaLexer) feedKind(b byte) byte {
 	switch l.state {
 	case lexText:
 		if b == '<' {
@@ -220,7 +256,7 @@ func (l *stanzaLexer) feed(b byte) bool {
 			l.depth--
 			if l.depth == 0 && l.top {
 				l.top = false
-				return true
+				return l.kind
 			}
 			if l.depth < 0 {
 				l.depth = 0 // </stream:stream>
@@ -257,24 +293,25 @@ func (l *stanzaLexer) feed(b byte) bool {
 			l.state = lexText
 		}
 	}
-	return false
+	return 0
 }
 
 // startDone handles the '>' of a start tag.
-func (l *stanzaLexer) startDone() bool {
+func (l *stanzaLexer) startDone() byte {
 	l.state = lexText
 	if l.depth == 0 {
-		l.top = isStanzaName(l.name)
+		l.kind = stanzaKind(l.name)
+		l.top = l.kind != 0
 	}
 	if l.slash {
 		if l.depth == 0 && l.top {
 			l.top = false
-			return true
+			return l.kind
 		}
-		return false
+		return 0
 	}
 	l.depth++
-	return false
+	return 0
 }
 
 func advance(progress int, b byte, term string) int {
@@ -292,8 +329,8 @@ func advance(progress int, b byte, term string) int {
 
 func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
 
-// isStanzaName reports a (possibly prefixed) message, presence or iq.
-func isStanzaName(name []byte) bool {
+// stanzaKind classifies a (possibly prefixed) message, presence or iq.
+func stanzaKind(name []byte) byte {
 	for i := len(name) - 1; i >= 0; i-- {
 		if name[i] == ':' {
 			name = name[i+1:]
@@ -302,7 +339,7 @@ func isStanzaName(name []byte) bool {
 	}
 	switch string(name) {
 	case "message", "presence", "iq":
-		return true
+		return name[0]
 	}
-	return false
+	return 0
 }
