@@ -35,6 +35,8 @@ type meterConn struct {
 	lex     stanzaLexer // touched only by the reading goroutine
 	handled atomic.Uint32
 
+	writing atomic.Int32 // writes in progress
+
 	outMu    sync.Mutex
 	outLex   stanzaLexer
 	sent     atomic.Uint32 // stanzas written after the login
@@ -79,6 +81,8 @@ func (c *meterConn) Write(p []byte) (int, error) {
 		c.out += int64(len(p))
 	}
 	c.mu.Unlock()
+	c.writing.Add(1)
+	defer c.writing.Add(-1)
 	if c.scan.Load() {
 		c.outMu.Lock()
 		for _, b := range p {
@@ -134,6 +138,21 @@ func (c *meterConn) bytes() (in, out int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.in, c.out
+}
+
+// SetWriteDeadline ignores a deadline in the past while no write is in
+// progress. mellium's Send arms a goroutine that, when the send's context
+// ends, sets a past write deadline and then clears it; if that goroutine
+// runs after the write has finished (the caller cancels its context right
+// after Send returns), the past deadline would make the NEXT write fail with
+// a timeout, and a TLS connection never recovers from a timed-out write.
+// There is nothing to interrupt when no write is running, so the deadline is
+// dropped.
+func (c *meterConn) SetWriteDeadline(t time.Time) error {
+	if !t.IsZero() && time.Until(t) <= 0 && c.writing.Load() == 0 {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
 }
 
 // ConnectionState passes the TLS state through, so mellium (and SASL channel

@@ -69,6 +69,9 @@ func (c *conn) saslStep(data []byte) error {
 	if out != nil {
 		s.addText(encodeSASL(out))
 	}
+	if err := c.beforeSuccess(); err != nil {
+		return err
+	}
 	if err := c.send(s); err != nil {
 		return err
 	}

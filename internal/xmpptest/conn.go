@@ -129,6 +129,16 @@ type conn struct {
 	headerSent bool        // on the current stream
 	ready      bool        // routed stanzas are written, not queued (see markReady)
 	pending    []queuedOut // routed stanzas that arrived before ready
+	written    int         // bytes written since observation began (Fault limits)
+	faultHit   error       // errFaultClosed or errFaultStalled once a limit was hit
+
+	// Fault injection (fault.go): set before the connection goroutine
+	// starts, then read-only.
+	fault Fault
+	// Owned by the connection goroutine.
+	securedStreams int  // stream headers answered since TLS
+	extraSent      bool // Fault.ExtraFeatures done
+	stalled        atomic.Bool
 
 	// Negotiation state: owned by the connection goroutine.
 	state      connState
@@ -181,6 +191,9 @@ func (c *conn) run() error {
 	}
 	c.restart()
 	for {
+		if c.stalled.Load() {
+			return c.drain()
+		}
 		if c.needHeader {
 			if err := c.openStream(); err != nil {
 				return c.fail(err)
@@ -267,7 +280,25 @@ func (c *conn) openStream() error {
 	case to != "" && !strings.EqualFold(to, c.cfg.Domain):
 		return &streamError{cond: "host-unknown"}
 	}
-	return c.send(c.features())
+	first := false
+	if c.secured {
+		c.securedStreams++
+		first = c.securedStreams == 1
+	}
+	if c.fault.RefusePipelined && c.pipelined() {
+		return &streamError{cond: "policy-violation", text: "pipelining is not allowed here: wait for the stream features"}
+	}
+	if first && c.fault.Garbage != "" {
+		if err := c.writeRaw(rawName(c.fault.Garbage), false, []byte(c.fault.Garbage)); err != nil {
+			return err
+		}
+	} else if err := c.sendFeatures(); err != nil {
+		return err
+	}
+	if first && c.fault.StreamError != "" {
+		return &streamError{cond: c.fault.StreamError}
+	}
+	return nil
 }
 
 // readHeader skips the XML declaration, whitespace and comments before the
@@ -362,6 +393,9 @@ func isStanza(el *element) bool {
 
 // fail ends the stream according to err and returns what the ConnLog keeps.
 func (c *conn) fail(err error) error {
+	if c.stalled.Load() {
+		return c.drain() // keep the connection open, say nothing
+	}
 	var se *streamError
 	var syn *xml.SyntaxError
 	switch {
@@ -465,13 +499,28 @@ func (c *conn) writeItems(items ...queuedOut) error {
 }
 
 func (c *conn) writeBytesLocked(data []byte) error {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := c.nc.Write(data); err != nil {
-		c.wclosed = true
-		_ = c.raw.Close() // unblock the reader: the connection is finished
-		return err
+	if c.faultHit != nil {
+		if errors.Is(c.faultHit, errFaultStalled) {
+			return nil // swallowed
+		}
+		return c.faultHit
 	}
-	return nil
+	var hit error
+	if c.secured {
+		data, hit = c.faultLimit(data)
+	}
+	if len(data) > 0 { // empty when a limit was hit at a write boundary
+		_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := c.nc.Write(data); err != nil {
+			c.wclosed = true
+			_ = c.raw.Close() // unblock the reader: the connection is finished
+			return err
+		}
+	}
+	if c.secured {
+		c.written += len(data)
+	}
+	return c.hitFault(hit)
 }
 
 // queuedOut is a routed stanza waiting for its session to become ready.
@@ -533,6 +582,11 @@ func (c *conn) finish(err error) {
 		c.arr.stop()
 		<-c.arr.done
 	}
+	c.wmu.Lock()
+	if errors.Is(c.faultHit, errFaultClosed) {
+		err = c.faultHit
+	}
+	c.wmu.Unlock()
 	c.log.set(func(l *ConnLog) {
 		l.err = err
 	})

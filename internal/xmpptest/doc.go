@@ -5,7 +5,9 @@
 // It is not a production server: it keeps everything in memory, trusts its
 // callers and has no rosters, offline storage, resumption or federation.
 // Messages with a body are kept in a minimal per-user archive (archive.go)
-// that tests can read and seed.
+// that tests can read and seed (InjectArchive, InjectArchiveBulk for large
+// archives, ExpireArchiveBefore) and clients can query with MAM (XEP-0313
+// v1.1, urn:xmpp:mam:2 with #extended, paged with XEP-0059 RSM; mam.go).
 //
 // # What it serves
 //
@@ -23,8 +25,13 @@
 // classic-only, SASL2-without-Bind-2 or TLS-variant server, and SetConfig
 // changes them between logins (for tests of stale cached features).
 // Config.Bind2Draft adds the XEP-0386 v0.3.0 draft (urn:xmpp:bind2:0, a
-// top-level <bind/> after the classic SASL restart, bind2draft.go), and
-// Config.Latency delays every connection below TLS (latency.go).
+// top-level <bind/> after the classic SASL restart, bind2draft.go),
+// Config.Latency delays every connection below TLS (latency.go), the
+// Config.MAM* switches give MAM the page sizes, counts, metadata and id
+// style of Prosody or ejabberd, and Config.Fault injects faults into chosen
+// connections (a cut or stalled connection after N bytes, garbage or a stream
+// error instead of or after the features, refused pipelining, extra features,
+// an unexpected element before <success/>; fault.go).
 //
 // The server follows the specifications rather than any one client: it
 // accepts any whitespace, attribute order and namespace prefixes, and data
@@ -59,9 +66,10 @@
 // conn.go is the connection state machine; protocol files register handlers
 // for the states in which their elements are valid (register for top-level
 // elements, registerIQ for IQ payloads): tls.go, sasl.go (mechanisms),
-// sasl2.go, classic.go, bind2.go, bind2draft.go, sm.go, csi.go, carbons.go
-// and route.go (with archive.go).
-// Every byte the server writes goes through conn.writeRaw, the place for
-// latency or fault injection on output; input passes through arrivalReader
-// and byteCounter (wire.go), the place for faults on input.
+// sasl2.go, classic.go, bind2.go, bind2draft.go, sm.go, csi.go, carbons.go,
+// route.go (with archive.go) and mam.go.
+// Every byte the server writes goes through conn.writeRaw and
+// conn.writeBytesLocked, where Fault's byte limits apply; latency is added
+// below TLS (latency.go); input passes through arrivalReader and byteCounter
+// (wire.go), the place for faults on input.
 package xmpptest

@@ -25,6 +25,11 @@ const (
 	nsHints       = "urn:xmpp:hints"
 	nsPing        = "urn:xmpp:ping"
 	nsDiscoInfo   = "http://jabber.org/protocol/disco#info"
+	nsMAM         = "urn:xmpp:mam:2" // XEP-0313 (mam.go)
+	nsMAMExtended = "urn:xmpp:mam:2#extended"
+	nsRSM         = "http://jabber.org/protocol/rsm"
+	nsDataForms   = "jabber:x:data"
+	nsDelay       = "urn:xmpp:delay"
 	nsXML         = "http://www.w3.org/XML/1998/namespace"
 )
 

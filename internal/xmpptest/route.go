@@ -209,13 +209,23 @@ func (c *conn) serverIQ(el *element) error {
 // iqPing answers XEP-0199 pings.
 func (c *conn) iqPing(_, _ *element) (*element, *stanzaError) { return nil, nil }
 
-// iqDiscoInfo answers XEP-0030 disco#info for the server.
+// iqDiscoInfo answers XEP-0030 disco#info for the server and for the
+// user's own account (the bare JID hosting the MAM archive, XEP-0313
+// §support).
 func (c *conn) iqDiscoInfo(iq, p *element) (*element, *stanzaError) {
-	if to := iq.attrValue("to"); to != "" && !strings.EqualFold(to, c.cfg.Domain) {
-		return nil, errServiceUnavailable
-	}
 	if p.attrValue("node") != "" {
 		return nil, &stanzaError{typ: "cancel", cond: "item-not-found"}
+	}
+	if c.toAccount(iq) {
+		q := newElement(nsDiscoInfo, "query")
+		q.add(newElement(nsDiscoInfo, "identity", "category", "account", "type", "registered"))
+		for _, f := range []string{nsDiscoInfo, nsMAM, nsMAMExtended} {
+			q.add(newElement(nsDiscoInfo, "feature", "var", f))
+		}
+		return q, nil
+	}
+	if to := iq.attrValue("to"); to != "" && !strings.EqualFold(to, c.cfg.Domain) {
+		return nil, errServiceUnavailable
 	}
 	q := newElement(nsDiscoInfo, "query")
 	q.add(newElement(nsDiscoInfo, "identity", "category", "server", "type", "im", "name", "xmpptest"))
@@ -256,10 +266,11 @@ func (c *conn) handleMessage(el *element) error {
 	}
 	delivered := el
 	if typ != "error" {
-		delivered = withStanzaID(el, t.Bare())
+		sid := c.srv.newStanzaID()
+		delivered = withStanzaID(el, t.Bare(), sid)
 		if body := el.child(nsClient, "body"); body != nil && typ != "groupchat" {
 			c.srv.archiveRouted(c.user, t.Localpart(), c.bare.String(), t.Bare().String(),
-				stanzaIDOf(delivered, t.Bare()), body.text())
+				c.jid.String(), t.String(), typ, el.attrValue("id"), sid, body.text())
 		}
 	}
 	for _, r := range recipients {
@@ -272,23 +283,11 @@ func (c *conn) handleMessage(el *element) error {
 // withStanzaID returns a copy of m carrying a XEP-0359 <stanza-id/> by the
 // recipient's bare JID; stanza-ids claiming that 'by' from the sender are
 // removed (XEP-0359 §Security).
-func withStanzaID(m *element, by jid.JID) *element {
+func withStanzaID(m *element, by jid.JID, id string) *element {
 	m = m.clone()
 	b := by.String()
 	m.removeChildren(func(e *element) bool { return e.is(nsSID, "stanza-id") && e.attrValue("by") == b })
-	return m.add(newElement(nsSID, "stanza-id", "id", randomID(9), "by", b))
-}
-
-// stanzaIDOf returns the id of the last <stanza-id/> by the given JID.
-func stanzaIDOf(m *element, by jid.JID) string {
-	b := by.String()
-	id := ""
-	for _, ch := range m.children() {
-		if ch.is(nsSID, "stanza-id") && ch.attrValue("by") == b {
-			id = ch.attrValue("id")
-		}
-	}
-	return id
+	return m.add(newElement(nsSID, "stanza-id", "id", id, "by", b))
 }
 
 // handlePresence routes directed presence; broadcast presence (no 'to') is

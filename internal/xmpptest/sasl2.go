@@ -139,13 +139,16 @@ func (c *conn) sasl2Success(additional []byte) error {
 	}
 	s.add(newElement(nsSASL2, "authorization-identifier").addText(authzid))
 	s.add(extra...)
+	if err := c.beforeSuccess(); err != nil {
+		return err
+	}
 	if err := c.send(s); err != nil {
 		return err
 	}
 	if c.bound {
 		c.state = stateBound
 	}
-	if err := c.send(c.features()); err != nil {
+	if err := c.sendFeatures(); err != nil {
 		return err
 	}
 	c.markReady()

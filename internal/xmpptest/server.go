@@ -67,6 +67,29 @@ type Config struct {
 	// WriteLatency (server to client), when positive, override it for one
 	// direction. Zero means no delay.
 	Latency, ReadLatency, WriteLatency time.Duration
+
+	// MAMPageDefault is the number of results of a MAM (XEP-0313) query
+	// without an RSM <max/>. Default 20.
+	MAMPageDefault int
+	// MAMPageMax caps the RSM <max/> of a MAM query: a larger one is lowered
+	// to it, as Prosody does. Default 50.
+	MAMPageMax int
+	// MAMNoCount leaves <count/> (and the 'index' of <first/>) out of the
+	// MAM <fin/>, as Prosody does; by default they are included, as
+	// ejabberd does.
+	MAMNoCount bool
+	// MAMNoMetadata answers the XEP-0313 <metadata/> request with a
+	// bad-request error, as ejabberd does.
+	MAMNoMetadata bool
+	// MAMNumericIDs makes archive and stanza-ids increasing decimal numbers
+	// (as ejabberd's) instead of opaque strings. It applies to ids assigned
+	// while it is set (SetConfig takes effect at once for ids).
+	MAMNumericIDs bool
+
+	// Fault, when not nil, is called with the 0-based index of each accepted
+	// connection (its position in Conns) and the faults it returns are
+	// injected into that connection (fault.go).
+	Fault func(n int) Fault
 }
 
 // latencies returns the effective one-way delays.
@@ -96,6 +119,13 @@ func (c Config) withDefaults() Config {
 	if c.ScramIterations <= 0 {
 		c.ScramIterations = 4096
 	}
+	if c.MAMPageMax <= 0 {
+		c.MAMPageMax = 50
+	}
+	if c.MAMPageDefault <= 0 {
+		c.MAMPageDefault = 20
+	}
+	c.MAMPageDefault = min(c.MAMPageDefault, c.MAMPageMax)
 	return c
 }
 
@@ -108,18 +138,19 @@ type Server struct {
 	domain string
 	certs  *certs
 
-	mu       sync.Mutex
-	cfg      Config // cfg.Users is owned by the server
-	started  bool
-	closed   bool
-	direct   net.Listener
-	plain    net.Listener
-	logs     []*ConnLog
-	live     map[*conn]struct{}
-	sessions map[string]map[string]*conn // bare JID -> resource -> conn
-	scram    map[scramKey]*scramEntry
-	archives map[string][]ArchivedMessage // localpart -> archive, oldest first (archive.go)
-	markers  map[string]map[string]string // localpart -> peer bare JID -> read-id
+	mu        sync.Mutex
+	cfg       Config // cfg.Users is owned by the server
+	started   bool
+	closed    bool
+	direct    net.Listener
+	plain     net.Listener
+	logs      []*ConnLog
+	live      map[*conn]struct{}
+	sessions  map[string]map[string]*conn // bare JID -> resource -> conn
+	scram     map[scramKey]*scramEntry
+	archives  map[string]*userArchive      // localpart -> archive (archive.go)
+	lastNumID int64                        // the last numeric archive id (Config.MAMNumericIDs)
+	markers   map[string]map[string]string // localpart -> peer bare JID -> read-id
 
 	wg sync.WaitGroup
 }
@@ -291,10 +322,14 @@ func (s *Server) serve(nc net.Conn, mode listenMode) *ConnLog {
 		nc = newLatencyConn(nc, rl, wl)
 	}
 	c := newConn(s, cfg, nc, mode)
+	index := len(s.logs)
 	s.logs = append(s.logs, c.log)
 	s.live[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	if cfg.Fault != nil {
+		c.fault = cfg.Fault(index) // outside the lock: it may call the server
+	}
 	go c.serve()
 	return c.log
 }

@@ -2,6 +2,7 @@ package xmpptest
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"sync"
@@ -67,6 +68,14 @@ func (r *arrivalReader) stop() {
 	}
 	r.cond.Broadcast()
 	r.mu.Unlock()
+}
+
+// pending reports whether bytes other than whitespace were read from the
+// transport and not yet consumed.
+func (r *arrivalReader) pending() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(bytes.TrimSpace(r.buf)) > 0
 }
 
 // Read returns buffered client bytes, waiting for some if there are none.
