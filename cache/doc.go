@@ -2,10 +2,11 @@
 // database/sql and github.com/mattn/go-sqlite3) that remembers what the
 // last login learned, so that the next login can pipeline its first write.
 //
-// Today it holds each server's stream features ([Features], keyed by domain)
-// and one installation id per database file ([DB.InstallationID], sent as the
-// SASL2 <user-agent id=…>). Later schema versions add credential material
-// (FAST tokens, SCRAM keys), messages and per-peer markers.
+// It holds each server's stream features ([Features], keyed by domain), one
+// installation id per database file ([DB.InstallationID], sent as the SASL2
+// <user-agent id=…>), and each account's message archive with its sync
+// cursor and per-peer read state ([DB.AppendMessages], [DB.Unreads]). Later
+// schema versions add credential material (FAST tokens, SCRAM keys).
 //
 // # Opening
 //
@@ -24,6 +25,24 @@
 // cache entry that cannot be used (written by another [FeaturesVersion], or
 // whose JSON does not decode) is reported as a miss, not as an error: it is
 // overwritten by the next successful login.
+//
+// # Messages are data
+//
+// Unlike the feature cache, the message store is data: a failed write
+// returns an error and nothing is silently dropped or skipped, except a
+// message already stored. Messages are keyed per account (a lower-cased bare
+// JID) by the stanza-id the account's archive gave them (XEP-0359), so
+// [DB.AppendMessages] is idempotent: pages replayed after a crash, or synced
+// by two processes at once, store each message once. Each call is one
+// immediate transaction that also moves the account's sync cursor, so the
+// cursor never runs ahead of, or behind, the messages stored; it never moves
+// backward either. Messages are stored in the order appended, which must be
+// archive order; [StoredMessage.Seq] records it. [DB.AddGap] notes where an
+// expired archive left messages missing.
+//
+// Read state combines a local read marker ([DB.MarkDisplayed]), which only
+// moves forward, with what the server reports ([DB.SetServerUnread]), which
+// wins while it is not older than the local marker; see [DB.Unreads].
 //
 // # Security defaults
 //

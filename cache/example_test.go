@@ -63,3 +63,60 @@ func ExampleDB_PutFeatures() {
 	// changed: false
 	// unknown server hit: false
 }
+
+func ExampleDB_AppendMessages() {
+	dir, err := os.MkdirTemp("", "pipebind-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	ctx := context.Background()
+	db, err := cache.Open(ctx, filepath.Join(dir, "cache.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+
+	const account = "juliet@capulet.example"
+	page := []cache.Message{
+		{StanzaID: "a1", Peer: "romeo@montague.example", Direction: cache.DirectionIn, Body: "Juliet?"},
+		{StanzaID: "a2", Peer: "romeo@montague.example", Direction: cache.DirectionOut, Body: "Romeo!"},
+		{StanzaID: "a3", Peer: "romeo@montague.example", Direction: cache.DirectionIn, Body: "Art thou there?"},
+	}
+	// Store a MAM page and move the sync cursor in one transaction.
+	n, dup, err := db.AppendMessages(ctx, account, page, "a3")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("inserted:", n, "duplicates:", dup)
+
+	// A replayed page (after a crash, or by another process) stores nothing.
+	n, dup, err = db.AppendMessages(ctx, account, page[1:], "a3")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("inserted:", n, "duplicates:", dup)
+
+	cursor, err := db.Cursor(ctx, account)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("resume after:", cursor)
+
+	if _, err := db.MarkDisplayed(ctx, account, "romeo@montague.example", "a1"); err != nil {
+		log.Fatal(err)
+	}
+	unreads, err := db.Unreads(ctx, account)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range unreads {
+		fmt.Printf("%s: %d unread after %s\n", s.Peer, s.Unread, s.ReadID)
+	}
+	// Output:
+	// inserted: 3 duplicates: 0
+	// inserted: 0 duplicates: 2
+	// resume after: a3
+	// romeo@montague.example: 1 unread after a1
+}

@@ -45,6 +45,49 @@ CREATE TABLE installation (
 );
 `,
 	},
+	{
+		name: "messages, sync cursor, gaps and read markers",
+		sql: `
+CREATE TABLE messages (
+	seq       INTEGER PRIMARY KEY AUTOINCREMENT,      -- archive order; never reused
+	account   TEXT NOT NULL CHECK (account <> ''),   -- lower-cased bare JID
+	stanza_id TEXT NOT NULL CHECK (stanza_id <> ''), -- XEP-0359 <stanza-id by=account>
+	origin_id TEXT NOT NULL,                         -- XEP-0359 <origin-id>, or ''
+	peer      TEXT NOT NULL,                         -- lower-cased bare JID
+	dir       INTEGER NOT NULL CHECK (dir IN (1, 2)), -- Direction: 1 in, 2 out
+	ts        INTEGER NOT NULL,                      -- archive time, Unix microseconds
+	body      TEXT NOT NULL,
+	raw       BLOB NOT NULL,                         -- the whole <message>
+	UNIQUE (account, stanza_id)
+);
+CREATE INDEX messages_account ON messages (account, seq);
+CREATE INDEX messages_peer ON messages (account, peer, seq, dir);
+CREATE TABLE sync_state (
+	account    TEXT PRIMARY KEY,  -- lower-cased bare JID
+	cursor     TEXT NOT NULL,     -- stanza-id of the newest archived message held
+	updated_at INTEGER NOT NULL   -- Unix time, seconds
+) WITHOUT ROWID;
+CREATE TABLE gaps (
+	id        INTEGER PRIMARY KEY,
+	account   TEXT NOT NULL,
+	after_id  TEXT NOT NULL CHECK (after_id <> ''),  -- last stanza-id held before the gap
+	before_id TEXT NOT NULL CHECK (before_id <> ''), -- first stanza-id held after it
+	detected  INTEGER NOT NULL,                      -- Unix microseconds
+	UNIQUE (account, after_id, before_id)
+);
+CREATE TABLE peer_state (
+	account         TEXT NOT NULL,
+	peer            TEXT NOT NULL,
+	read_id         TEXT,                        -- local displayed marker (stanza-id)
+	read_seq        INTEGER,                     -- its messages.seq
+	server_read_id  TEXT,                        -- as the server reported, or ''
+	server_count    INTEGER,                     -- as the server reported
+	server_reported INTEGER NOT NULL DEFAULT 0,  -- 1 once the server reported
+	server_base_seq INTEGER,                     -- max(messages.seq) at the report
+	PRIMARY KEY (account, peer)
+) WITHOUT ROWID;
+`,
+	},
 }
 
 // migrate brings the schema of db up to len(ms), one migration per

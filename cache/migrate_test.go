@@ -19,6 +19,10 @@ func rawOpen(t *testing.T, path string) *sql.DB {
 	return raw
 }
 
+// schemaTables are the tables of an up-to-date file (sqlite_sequence is
+// SQLite's, for the AUTOINCREMENT of messages.seq).
+const schemaTables = "gaps,installation,messages,peer_state,server_features,sqlite_sequence,sync_state"
+
 func tables(t *testing.T, q querier) []string {
 	t.Helper()
 	rows, err := q.QueryContext(t.Context(), `SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name`)
@@ -55,7 +59,7 @@ func TestMigrationsIdempotentOnReopen(t *testing.T) {
 		if v != len(migrations) {
 			t.Errorf("Open #%d: user_version = %d, want %d", i+1, v, len(migrations))
 		}
-		if got := strings.Join(tables(t, db.sql), ","); got != "installation,server_features" {
+		if got := strings.Join(tables(t, db.sql), ","); got != schemaTables {
 			t.Errorf("Open #%d: tables %s", i+1, got)
 		}
 		if i == 0 {
@@ -121,7 +125,7 @@ func TestNextMigration(t *testing.T) {
 	if v, _ := userVersion(ctx, db.sql); v != len(migrations) {
 		t.Errorf("user_version after a failed migration = %d, want %d", v, len(migrations))
 	}
-	if got := strings.Join(tables(t, db.sql), ","); got != "installation,server_features" {
+	if got := strings.Join(tables(t, db.sql), ","); got != schemaTables {
 		t.Errorf("tables after a failed migration: %s", got)
 	}
 
@@ -142,7 +146,7 @@ CREATE TABLE credentials (
 	if err := migrate(ctx, db, next); err != nil {
 		t.Fatalf("migrate again: %v", err)
 	}
-	if got := strings.Join(tables(t, db.sql), ","); got != "credentials,installation,markers,server_features" {
+	if got := strings.Join(tables(t, db.sql), ","); got != "credentials,gaps,installation,markers,messages,peer_state,server_features,sqlite_sequence,sync_state" {
 		t.Errorf("tables: %s", got)
 	}
 
@@ -163,5 +167,43 @@ CREATE TABLE credentials (
 	}
 	if n != 1 {
 		t.Errorf("PutFeatures dropped %d rows that refer to the domain", 1-n)
+	}
+}
+
+// TestMigrateFromVersion1 opens a file written by the first release (schema
+// version 1, with features stored) and checks that it gains the message
+// tables and keeps its data.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "cache.db")
+	v1 := &DB{sql: rawOpen(t, path), path: path}
+	if err := migrate(ctx, v1, migrations[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1.PutFeatures(ctx, fullFeatures()); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(tables(t, v1.sql), ","); got != "installation,server_features" {
+		t.Fatalf("version 1 tables: %s", got)
+	}
+	v1.Close()
+
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open of a version 1 file: %v", err)
+	}
+	defer db.Close()
+	if v, _ := userVersion(ctx, db.sql); v != 2 {
+		t.Errorf("user_version = %d, want 2", v)
+	}
+	if got := strings.Join(tables(t, db.sql), ","); got != schemaTables {
+		t.Errorf("tables: %s", got)
+	}
+	if _, ok, err := db.Features(ctx, "example.org"); err != nil || !ok {
+		t.Errorf("Features after the upgrade = _, %v, %v", ok, err)
+	}
+	msg := Message{StanzaID: "1", Peer: "c@d", Direction: DirectionIn}
+	if n, _, err := db.AppendMessages(ctx, "a@b", []Message{msg}, "1"); err != nil || n != 1 {
+		t.Errorf("AppendMessages after the upgrade = %d, %v", n, err)
 	}
 }

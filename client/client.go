@@ -15,6 +15,7 @@ import (
 
 	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/login"
+	"github.com/pipebind/pipebind/mamsync"
 )
 
 // ErrClosed is returned by Err after Close.
@@ -75,9 +76,18 @@ type Client struct {
 	mu        sync.Mutex
 	err       error
 	closed    bool
+
+	// ctx lives until Close; background work (sync) stops with it.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	syncer   *mamsync.Syncer
+	syncDone chan struct{}
+	syncRep  mamsync.Report
+	syncErr  error
 }
 
-func newClient(cfg Config, sess *xmpp.Session, conn net.Conn, info Info, log zerolog.Logger) *Client {
+func newClient(cfg Config, sess *xmpp.Session, conn net.Conn, info Info, db *cache.DB, log zerolog.Logger) *Client {
 	c := &Client{
 		sess:         sess,
 		conn:         conn,
@@ -86,11 +96,27 @@ func newClient(cfg Config, sess *xmpp.Session, conn net.Conn, info Info, log zer
 		closeTimeout: cfg.closeTimeout(),
 		done:         make(chan struct{}),
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if db != nil && !cfg.NoSync {
+		c.syncer = mamsync.New(mamsync.Config{
+			Account:    info.JID.Bare(),
+			Store:      db,
+			PageSize:   cfg.SyncPageSize,
+			OnMessage:  cfg.OnMessage,
+			OnProgress: cfg.OnSyncProgress,
+			SentMessages: func() uint32 {
+				_, m := login.StanzasOut(sess)
+				return m
+			},
+			Logger: cfg.Logger,
+		})
+	}
 	h := cfg.Handler
 	if h == nil {
 		h = xmpp.HandlerFunc(func(xmlstream.TokenReadEncoder, *xml.StartElement) error { return nil })
 	}
-	go c.serve(smHandler{c: c, next: h, enabled: info.SM.Enabled})
+	go c.serve(smHandler{c: c, next: mamHandler{c: c, next: h}, enabled: info.SM.Enabled})
+	c.startSync(cfg, db)
 	return c
 }
 
@@ -104,6 +130,8 @@ func (c *Client) serve(h xmpp.Handler) {
 	}
 	c.err = err
 	c.mu.Unlock()
+	// Background work (sync) that waits on the session must not outlive it.
+	c.cancel()
 	c.conn.Close()
 	if err != ErrClosed {
 		c.log.Debug().Err(err).Msg("session ended")
@@ -138,6 +166,7 @@ func (c *Client) Close() error {
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
+		c.cancel()
 		// mellium's SetCloseDeadline races with Serve; a deadline on the
 		// connection bounds the wait for the server's </stream:stream> the
 		// same way.
@@ -151,6 +180,7 @@ func (c *Client) Close() error {
 			<-c.done
 		}
 		timer.Stop()
+		c.wg.Wait()
 		if c.ownDB != nil {
 			c.ownDB.Close()
 		}
@@ -158,9 +188,15 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// Send writes a stanza (or any element) given as a token stream.
+// Send writes a stanza (or any element) given as a token stream. ctx is
+// checked before the write starts; a write already under way is not
+// interrupted by ctx (a TLS connection does not survive an interrupted
+// write), only by Close.
 func (c *Client) Send(ctx context.Context, r xml.TokenReader) error {
-	return c.sess.Send(ctx, r)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.sess.Send(context.WithoutCancel(ctx), r)
 }
 
 // smHandler answers XEP-0198 ack requests with the count of stanzas the

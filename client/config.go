@@ -12,6 +12,7 @@ import (
 
 	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/login"
+	"github.com/pipebind/pipebind/mamsync"
 )
 
 // TLSMode says how the client secures the connection.
@@ -98,8 +99,23 @@ type Config struct {
 	// Management at login.
 	NoCarbons, NoSM bool
 
+	// NoSync turns off the message archive reconciliation that runs after
+	// the login when a cache is configured (see package mamsync).
+	NoSync bool
+	// OnMessage receives every archived message once, when it is stored in
+	// the cache (from the archive or live), in archive order. It runs on
+	// the client's goroutines and must not block for long.
+	OnMessage func(cache.StoredMessage)
+	// OnSyncProgress receives the reconciliation's progress after each page.
+	OnSyncProgress func(mamsync.Progress)
+	// SyncPageSize is the MAM page size asked for; zero means 250 (servers
+	// cap it).
+	SyncPageSize int
+
 	// Handler receives every incoming element (stanzas and nonzas) that is
-	// not an answer to an IQ the session sent; nil ignores them (IQ
+	// not an answer to an IQ the session sent, live messages included (the
+	// exactly-once, in-order feed of archived messages is OnMessage); nil
+	// ignores them (IQ
 	// requests are then answered with service-unavailable by mellium).
 	Handler xmpp.Handler
 

@@ -159,7 +159,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		if cfg.Trace != nil && cfg.Trace.LoginDone != nil {
 			cfg.Trace.LoginDone(info, nil)
 		}
-		c := newClient(cfg, sess, tc.conn, info, log)
+		c := newClient(cfg, sess, tc.conn, info, db, log)
 		if ownDB {
 			c.ownDB = db
 		}

@@ -1,7 +1,44 @@
-// Package mamsync will reconcile the server's archive state (latest-id and
-// unreads from Bind 2, or a MAM metadata query) with the local message
-// cache through XEP-0313 paging, storing every message exactly once.
+// Package mamsync keeps a local message store level with the server's
+// message archive (XEP-0313), every message exactly once and in archive
+// order.
 //
-// It is not built yet: the login (package login) already reports what the
-// server says at bind time; the reconciliation is the next piece of work.
+// # Reconciling after a login
+//
+// The login says where the archive stands: the XEP-0386 v0.3.0 <bound>
+// carries <latest-id>; otherwise Metadata asks the archive (XEP-0313
+// metadata), and a server without metadata is paged until it says the
+// result set is complete. Reconcile compares that id with the store's
+// cursor: equal means no query at all. Otherwise it pages the archive with
+// RSM from the cursor (form field after-id), as many messages per page as
+// the server allows, each page stored in one transaction together with the
+// new cursor, until it reaches the target. Every message is keyed by the
+// archive's stanza-id (the MAM result id, or a XEP-0359 stanza-id whose by=
+// is the account), never by message/@id.
+//
+// # Live messages
+//
+// Handle sees every incoming message. While a query runs, archived live
+// messages (direct, or carbons from the account itself) are held; after the
+// paging they are merged: those the archive already gave are dropped, the
+// rest appended in arrival order, so a message after latest-id is never
+// fetched from the archive and never lost. Outside a query a live message
+// extends the store directly, unless this session has sent a message since
+// the cursor was last confirmed (the archive holds sent messages, the
+// stream does not echo them): then it is held and CatchUp asks the archive,
+// which answers in order. If the session drops before that, the next
+// Reconcile fetches them: a held message is never stored out of order.
+//
+// # An expired cursor
+//
+// When the server no longer knows the cursor (item-not-found: the archive
+// expired past it), Reconcile fetches the newest page, records a cache.Gap
+// between the old cursor and that page, and continues from there. The gap
+// is reported and kept; nothing is lost silently and nothing loops.
+//
+// # Bounds
+//
+// A page holds at most four times the page size asked for; a reconcile
+// stops after MaxPages pages; paging that does not advance is an error
+// (ErrNoProgress). Server input is parsed with limits on ids, bodies and
+// stanza sizes, and never panics (see the fuzz tests).
 package mamsync

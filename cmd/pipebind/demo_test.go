@@ -25,7 +25,7 @@ func TestDemo(t *testing.T) {
 		`bind2-draft\s+warm\s+1\s.*cache`,
 		`sasl2\s+cold\s+2\s.*network`,
 		`sasl2\s+warm\s+1\s.*cache`,
-		`(?m)^\s+sasl2\s+warm \|t*1+ *\|`,
+		`(?m)^\s+sasl2\s+warm \|[ ct]*1+ *\|`,
 		`2 unread from bob@localhost after`,
 	} {
 		if !regexp.MustCompile(want).MatchString(out) {

@@ -1,0 +1,396 @@
+package cache
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrUnknownMessage is returned, wrapped, by DB.MarkDisplayed for a
+// stanza-id that is not stored for that account and peer. Test for it with
+// errors.Is.
+var ErrUnknownMessage = errors.New("no such message")
+
+// Direction says who sent a message: the account's owner or the peer. The
+// zero value is not a direction: a Message without one is refused.
+type Direction uint8
+
+const (
+	// DirectionIn is a message from the peer to the account.
+	DirectionIn Direction = iota + 1
+	// DirectionOut is a message from the account (any of its clients) to
+	// the peer.
+	DirectionOut
+)
+
+// String returns "in" or "out", and "Direction(n)" for anything else.
+func (d Direction) String() string {
+	switch d {
+	case DirectionIn:
+		return "in"
+	case DirectionOut:
+		return "out"
+	}
+	return "Direction(" + strconv.Itoa(int(d)) + ")"
+}
+
+// MarshalText encodes d as "in" or "out"; other values are an error.
+func (d Direction) MarshalText() ([]byte, error) {
+	if !d.valid() {
+		return nil, fmt.Errorf("cache: invalid %v", d)
+	}
+	return []byte(d.String()), nil
+}
+
+// UnmarshalText decodes "in" or "out".
+func (d *Direction) UnmarshalText(text []byte) error {
+	switch string(text) {
+	case "in":
+		*d = DirectionIn
+	case "out":
+		*d = DirectionOut
+	default:
+		return fmt.Errorf("cache: invalid direction %q", text)
+	}
+	return nil
+}
+
+func (d Direction) valid() bool { return d == DirectionIn || d == DirectionOut }
+
+// Message is one archived message of an account's conversation with a peer.
+type Message struct {
+	// StanzaID is the id the account's archive gave the message: the
+	// XEP-0359 <stanza-id/> whose by= is the account's bare JID. Required;
+	// it is unique per account and the key that makes storing idempotent.
+	StanzaID string
+	// OriginID is the sender's XEP-0359 <origin-id/>, or empty.
+	OriginID string
+	// Peer is the other party's bare JID. It is stored lower-cased.
+	Peer string
+	// Direction is DirectionIn or DirectionOut; anything else is refused.
+	Direction Direction
+	// Time is the archive's timestamp (the delay stamp). It is stored to the
+	// microsecond and read back in UTC.
+	Time time.Time
+	// Body is the message's <body/> text, or empty.
+	Body string
+	// Raw is the whole <message/> as received. Nil is stored, and read
+	// back, as empty.
+	Raw []byte
+}
+
+// StoredMessage is a Message as stored, with its place in the local
+// archive order.
+type StoredMessage struct {
+	Message
+	// Seq is the message's position in the local archive order: a later
+	// message of an account has a larger Seq. Seqs are positive and never
+	// reused, but not consecutive (the counter is shared by all accounts).
+	Seq int64
+}
+
+// AppendMessages stores msgs, which must be in archive order, as the newest
+// messages of account and, in the same transaction, moves the account's
+// sync cursor to cursor (unless cursor is empty).
+//
+// A message whose StanzaID the account already holds, or which repeats one
+// earlier in msgs, is skipped and counted as a duplicate; the others are
+// inserted, in the order of msgs, after every message stored before. So
+// appending the same batch twice, or overlapping pages, stores each message
+// once.
+//
+// The cursor is the newest archived stanza-id held locally: where the next
+// sync resumes. It never moves backward: if both it and the current cursor
+// are stored messages of account and cursor is the older of the two (a
+// second process replaying pages another already stored), the cursor stays
+// where it is. Any other cursor value is taken as given.
+//
+// Everything happens in one immediate transaction: on any error, nothing of
+// msgs is stored and the cursor is unchanged. A message without a StanzaID or
+// with an invalid Direction is an error (nothing is silently dropped).
+func (db *DB) AppendMessages(ctx context.Context, account string, msgs []Message, cursor string) (inserted, duplicates int, err error) {
+	const op = "cache: append messages"
+	acct := jidKey(account)
+	if acct == "" {
+		return 0, 0, fmt.Errorf("%s: empty account", op)
+	}
+	for i := range msgs {
+		if err := msgs[i].check(); err != nil {
+			return 0, 0, fmt.Errorf("%s: message %d: %w", op, i, err)
+		}
+	}
+	if len(msgs) == 0 && cursor == "" {
+		if _, err := db.handle(); err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", op, err)
+		}
+		return 0, 0, nil
+	}
+	err = db.withTx(ctx, func(tx *sql.Tx) error {
+		n, err := insertMessages(ctx, tx, acct, msgs)
+		if err != nil {
+			return err
+		}
+		inserted = n
+		if cursor == "" {
+			return nil
+		}
+		return moveCursor(ctx, tx, acct, cursor)
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", op, err)
+	}
+	return inserted, len(msgs) - inserted, nil
+}
+
+// check reports why m cannot be stored, if it cannot.
+func (m *Message) check() error {
+	if m.StanzaID == "" {
+		return errors.New("empty stanza-id")
+	}
+	if !m.Direction.valid() {
+		return fmt.Errorf("invalid %v", m.Direction)
+	}
+	return nil
+}
+
+// insertMessages inserts msgs for acct, in order, with one prepared
+// statement, and returns how many rows were inserted.
+//
+// One row per statement is deliberate. A multi-row INSERT is fewer cgo
+// calls, but SQLite must be able to undo such a statement half-way, so it
+// copies every page the statement changes to a statement journal, a
+// temporary file once past 64 KiB: twice the writes, and slower in
+// BenchmarkAppendMessages. A one-row statement needs no statement journal.
+func insertMessages(ctx context.Context, tx *sql.Tx, acct string, msgs []Message) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `
+INSERT INTO messages (account, stanza_id, origin_id, peer, dir, ts, body, raw)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (account, stanza_id) DO NOTHING`)
+	if err != nil {
+		return 0, err
+	}
+	defer stmt.Close()
+	var inserted int64
+	for i := range msgs {
+		m := &msgs[i]
+		raw := m.Raw
+		if raw == nil {
+			raw = []byte{} // nil would bind NULL
+		}
+		res, err := stmt.ExecContext(ctx, acct, m.StanzaID, m.OriginID, jidKey(m.Peer),
+			int64(m.Direction), m.Time.UnixMicro(), m.Body, raw)
+		if err != nil {
+			return 0, err
+		}
+		// 0 for a stanza-id already stored (DO NOTHING), else 1.
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, err
+		}
+		inserted += n
+	}
+	return int(inserted), nil
+}
+
+// moveCursor sets acct's cursor unless that would move it backward: to a
+// stored message older than the stored message the cursor names.
+func moveCursor(ctx context.Context, tx *sql.Tx, acct, cursor string) error {
+	_, err := tx.ExecContext(ctx, `
+INSERT INTO sync_state (account, cursor, updated_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (account) DO UPDATE SET
+	cursor     = excluded.cursor,
+	updated_at = excluded.updated_at
+WHERE coalesce(
+	(SELECT seq FROM messages WHERE account = ?1 AND stanza_id = excluded.cursor) >=
+	(SELECT seq FROM messages WHERE account = ?1 AND stanza_id = sync_state.cursor),
+	1)`,
+		acct, cursor, time.Now().Unix())
+	return err
+}
+
+// Cursor returns account's sync cursor: the stanza-id of the newest archived
+// message held locally, as last set by AppendMessages. It is empty when the
+// account was never synced.
+func (db *DB) Cursor(ctx context.Context, account string) (latestID string, err error) {
+	h, err := db.handle()
+	if err != nil {
+		return "", fmt.Errorf("cache: cursor: %w", err)
+	}
+	err = h.QueryRowContext(ctx, `SELECT cursor FROM sync_state WHERE account = ?`, jidKey(account)).Scan(&latestID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("cache: cursor: %w", err)
+	}
+	return latestID, nil
+}
+
+// HasMessage reports whether account holds the message with stanzaID.
+func (db *DB) HasMessage(ctx context.Context, account, stanzaID string) (bool, error) {
+	h, err := db.handle()
+	if err != nil {
+		return false, fmt.Errorf("cache: has message: %w", err)
+	}
+	var one int
+	err = h.QueryRowContext(ctx,
+		`SELECT 1 FROM messages WHERE account = ? AND stanza_id = ?`, jidKey(account), stanzaID,
+	).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cache: has message: %w", err)
+	}
+	return true, nil
+}
+
+// MessageQuery selects the messages DB.Messages returns.
+type MessageQuery struct {
+	// Peer, if not empty, keeps the conversation with that bare JID only.
+	Peer string
+	// AfterSeq keeps messages whose Seq is larger; 0 keeps all.
+	AfterSeq int64
+	// Limit is the most messages returned; 0 or less means no limit.
+	Limit int
+}
+
+// Messages returns account's messages selected by q, in archive order (by
+// Seq ascending). Page through a conversation by passing the Seq of the last
+// message returned as the next AfterSeq.
+func (db *DB) Messages(ctx context.Context, account string, q MessageQuery) ([]StoredMessage, error) {
+	h, err := db.handle()
+	if err != nil {
+		return nil, fmt.Errorf("cache: messages: %w", err)
+	}
+	query := `SELECT seq, stanza_id, origin_id, peer, dir, ts, body, raw FROM messages WHERE account = ? AND seq > ?`
+	args := []any{jidKey(account), q.AfterSeq}
+	if q.Peer != "" {
+		query += ` AND peer = ?`
+		args = append(args, jidKey(q.Peer))
+	}
+	query += ` ORDER BY seq`
+	if q.Limit > 0 {
+		query += ` LIMIT ?`
+		args = append(args, q.Limit)
+	}
+	rows, err := h.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("cache: messages: %w", err)
+	}
+	defer rows.Close()
+	var list []StoredMessage
+	for rows.Next() {
+		var (
+			m   StoredMessage
+			dir int64
+			ts  int64
+		)
+		if err := rows.Scan(&m.Seq, &m.StanzaID, &m.OriginID, &m.Peer, &dir, &ts, &m.Body, &m.Raw); err != nil {
+			return nil, fmt.Errorf("cache: messages: %w", err)
+		}
+		m.Direction = Direction(dir)
+		m.Time = time.UnixMicro(ts).UTC()
+		if m.Raw == nil {
+			m.Raw = []byte{}
+		}
+		list = append(list, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cache: messages: %w", err)
+	}
+	return list, nil
+}
+
+// CountMessages returns how many messages account holds.
+func (db *DB) CountMessages(ctx context.Context, account string) (int, error) {
+	h, err := db.handle()
+	if err != nil {
+		return 0, fmt.Errorf("cache: count messages: %w", err)
+	}
+	var n int
+	if err := h.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE account = ?`, jidKey(account)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("cache: count messages: %w", err)
+	}
+	return n, nil
+}
+
+// Gap records that messages may be missing from an account's store: the
+// server no longer knew the sync cursor (its archive had expired it), so the
+// sync fetched the newest messages instead and what the archive held between
+// AfterID and BeforeID was never stored.
+type Gap struct {
+	// AfterID is the stanza-id of the last message held before the gap
+	// (the cursor the server no longer knew).
+	AfterID string
+	// BeforeID is the stanza-id of the first message held after it.
+	BeforeID string
+	// Detected is when the gap was found, to the microsecond, in UTC.
+	Detected time.Time
+}
+
+// AddGap records g for account. Both ids are required; a zero Detected is
+// set to now. Recording a gap already recorded (same ids) does nothing.
+func (db *DB) AddGap(ctx context.Context, account string, g Gap) error {
+	h, err := db.handle()
+	if err != nil {
+		return fmt.Errorf("cache: add gap: %w", err)
+	}
+	acct := jidKey(account)
+	if acct == "" || g.AfterID == "" || g.BeforeID == "" {
+		return errors.New("cache: add gap: empty account or id")
+	}
+	if g.Detected.IsZero() {
+		g.Detected = time.Now()
+	}
+	_, err = h.ExecContext(ctx, `
+INSERT INTO gaps (account, after_id, before_id, detected) VALUES (?, ?, ?, ?)
+ON CONFLICT (account, after_id, before_id) DO NOTHING`,
+		acct, g.AfterID, g.BeforeID, g.Detected.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("cache: add gap: %w", err)
+	}
+	return nil
+}
+
+// Gaps returns account's gaps in the order they were recorded.
+func (db *DB) Gaps(ctx context.Context, account string) ([]Gap, error) {
+	h, err := db.handle()
+	if err != nil {
+		return nil, fmt.Errorf("cache: gaps: %w", err)
+	}
+	rows, err := h.QueryContext(ctx,
+		`SELECT after_id, before_id, detected FROM gaps WHERE account = ? ORDER BY id`, jidKey(account))
+	if err != nil {
+		return nil, fmt.Errorf("cache: gaps: %w", err)
+	}
+	defer rows.Close()
+	var list []Gap
+	for rows.Next() {
+		var (
+			g        Gap
+			detected int64
+		)
+		if err := rows.Scan(&g.AfterID, &g.BeforeID, &detected); err != nil {
+			return nil, fmt.Errorf("cache: gaps: %w", err)
+		}
+		g.Detected = time.UnixMicro(detected).UTC()
+		list = append(list, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cache: gaps: %w", err)
+	}
+	return list, nil
+}
+
+// jidKey is the form of a bare JID used as a key: trimmed and lower-cased.
+func jidKey(jid string) string {
+	return strings.ToLower(strings.TrimSpace(jid))
+}

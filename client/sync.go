@@ -1,0 +1,186 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+
+	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/login"
+	"github.com/pipebind/pipebind/mamsync"
+)
+
+// ErrNoSync is returned by SyncReport when no reconciliation runs (no
+// cache, or Config.NoSync).
+var ErrNoSync = errors.New("client: message sync is off")
+
+// mamHandler shows every incoming message to the syncer first; what it does
+// not consume goes to the application's handler unchanged.
+type mamHandler struct {
+	c    *Client
+	next xmpp.Handler
+}
+
+func (h mamHandler) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	if h.c.syncer == nil || start.Name.Local != "message" || start.Name.Space != login.NSClient {
+		return h.next.HandleXMPP(t, start)
+	}
+	var raw bytes.Buffer
+	e := xml.NewEncoder(&raw)
+	if _, err := xmlstream.Copy(e, xmlstream.MultiReader(xmlstream.Token(*start), t)); err != nil {
+		return err
+	}
+	if err := e.Flush(); err != nil {
+		return err
+	}
+	consumed, err := h.c.syncer.Handle(h.c.ctx, raw.Bytes())
+	if err != nil {
+		// The store failed: data, not cache. Report it and keep the session.
+		h.c.log.Error().Err(err).Msg("storing a live message failed; the next reconcile fetches it")
+		h.c.setSyncErr(err)
+	}
+	if consumed {
+		return nil
+	}
+	d := xml.NewDecoder(bytes.NewReader(raw.Bytes()))
+	tok, err := d.Token() // the start element, as already given
+	if err != nil {
+		return err
+	}
+	s := tok.(xml.StartElement)
+	return h.next.HandleXMPP(replay{TokenReader: d, TokenWriter: t}, &s)
+}
+
+// replay reads a buffered element while writing to the session.
+type replay struct {
+	xml.TokenReader
+	xmlstream.TokenWriter
+}
+
+func (r replay) Encode(v any) error {
+	return xml.NewEncoder(tokenWriterIO{r.TokenWriter}).Encode(v)
+}
+
+func (r replay) EncodeElement(v any, start xml.StartElement) error {
+	return xml.NewEncoder(tokenWriterIO{r.TokenWriter}).EncodeElement(v, start)
+}
+
+// tokenWriterIO lets encoding/xml encode through a token writer.
+type tokenWriterIO struct{ w xmlstream.TokenWriter }
+
+func (w tokenWriterIO) Write(p []byte) (int, error) {
+	d := xml.NewDecoder(bytes.NewReader(p))
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			return len(p), nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if err := w.w.EncodeToken(xml.CopyToken(tok)); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// startSync runs the reconciliation after the login and the catch-up loop,
+// on goroutines that Close stops.
+func (c *Client) startSync(cfg Config, db *cache.DB) {
+	c.syncDone = make(chan struct{})
+	if c.syncer == nil {
+		c.syncErr = ErrNoSync
+		close(c.syncDone)
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		rep, err := c.reconcile(db)
+		if err != nil && c.ctx.Err() != nil {
+			if serr := c.Err(); serr != nil && !errors.Is(serr, ErrClosed) {
+				err = fmt.Errorf("client: session ended during sync: %w (%v)", serr, err)
+			}
+		}
+		c.mu.Lock()
+		c.syncRep, c.syncErr = rep, err
+		c.mu.Unlock()
+		if err != nil && c.ctx.Err() == nil {
+			c.log.Warn().Err(err).Msg("reconcile failed")
+		}
+		close(c.syncDone)
+		for {
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-c.syncer.NeedCatchUp():
+				if _, err := c.syncer.CatchUp(c.ctx, c.sess); err != nil && c.ctx.Err() == nil {
+					c.log.Warn().Err(err).Msg("catch-up failed")
+					c.setSyncErr(err)
+				}
+			}
+		}
+	}()
+}
+
+func (c *Client) reconcile(db *cache.DB) (mamsync.Report, error) {
+	acct := c.info.JID.Bare().String()
+	var t mamsync.Target
+	if d := c.info.Draft; d != nil {
+		t = mamsync.Target{LatestID: d.LatestID, Known: true}
+	} else {
+		var err error
+		t, err = mamsync.Metadata(c.ctx, c.sess)
+		switch {
+		case errors.Is(err, mamsync.ErrNoMetadata):
+			t = mamsync.Target{}
+		case err != nil:
+			return mamsync.Report{}, err
+		}
+	}
+	rep, err := c.syncer.Reconcile(c.ctx, c.sess, t)
+	if err != nil {
+		return rep, err
+	}
+	// v0.3.0: the server's unread counts win (cache.SetServerUnread counts
+	// messages stored after the report on top, so it comes after the sync).
+	if d := c.info.Draft; d != nil && d.Unreads != nil {
+		for _, u := range d.Unreads {
+			if err := db.SetServerUnread(c.ctx, acct, u.JID.String(), u.ReadID, u.Count); err != nil {
+				return rep, err
+			}
+		}
+	}
+	return rep, nil
+}
+
+func (c *Client) setSyncErr(err error) {
+	c.mu.Lock()
+	if c.syncErr == nil {
+		c.syncErr = err
+	}
+	c.mu.Unlock()
+}
+
+// Synced is closed when the reconciliation after the login has finished
+// (or immediately when sync is off).
+func (c *Client) Synced() <-chan struct{} { return c.syncDone }
+
+// SyncReport waits for the reconciliation after the login (bounded by ctx)
+// and returns its report.
+func (c *Client) SyncReport(ctx context.Context) (mamsync.Report, error) {
+	select {
+	case <-c.syncDone:
+	case <-ctx.Done():
+		return mamsync.Report{}, ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.syncRep, c.syncErr
+}
