@@ -3,6 +3,8 @@
 //
 //	pipebind probe [flags] JID   log in once and print a report
 //	pipebind demo [flags]        run the embedded test server and compare logins
+//	pipebind sync [flags] JID    reconcile the local message cache with the archive
+//	pipebind history [flags] JID list cached messages
 //
 // Run "pipebind COMMAND -h" for a command's flags.
 package main
@@ -34,6 +36,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = probe(ctx, args[1:], stdout, stderr)
 	case "demo":
 		err = demo(ctx, args[1:], stdout, stderr)
+	case "sync":
+		err = syncCmd(ctx, args[1:], stdout, stderr)
+	case "history":
+		err = history(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0
@@ -57,7 +63,9 @@ func usage(w io.Writer) {
 
 commands:
   probe [flags] JID   log in to JID's server and report path, round trips and timings
-  demo [flags]        log in to an embedded test server, cold then warm cache
+  demo [flags]        log in to an embedded test server with each path, cold and warm
+  sync [flags] JID    log in and bring the local message cache level with the archive
+  history [flags] JID list the messages held in the local cache
 
 Run "pipebind COMMAND -h" for the flags of a command.
 `)

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipebind/pipebind/internal/xmpptest"
+)
+
+func TestSyncAndHistory(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv := xmpptest.NewServer(xmpptest.Config{Users: map[string]string{"alice": "pw"}, Bind2Draft: true, NoSASL2: true})
+	defer srv.Close()
+	first, _ := srv.InjectArchiveBulk("alice", "bob@localhost", 300, true)
+	srv.InjectArchiveBulk("alice", "carol@localhost", 20, false)
+	srv.SetReadMarker("alice", "bob@localhost", first)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, srv.CAPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "c.db")
+	t.Setenv("PIPEBIND_PASSWORD", "pw")
+	args := []string{"sync", "-json", "-addr", srv.DirectTLSAddr(), "-tls", "direct", "-ca", ca, "-cache", db, "-mech", "PLAIN", "alice@localhost"}
+	type summary struct {
+		LatestID          string `json:"latest_id"`
+		LocalLatestID     string `json:"local_latest_id"`
+		Queried           bool   `json:"queried"`
+		Fetched           int    `json:"fetched"`
+		Stored            int    `json:"stored"`
+		DuplicatesDropped int    `json:"duplicates_dropped"`
+		Unreads           []struct {
+			JID   string `json:"jid"`
+			Count int    `json:"count"`
+		} `json:"unreads"`
+	}
+	runSync := func() summary {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if code := run(ctx, args, &stdout, &stderr); code != 0 {
+			t.Fatalf("sync: exit %d: %s", code, stderr.String())
+		}
+		var s summary
+		if err := json.Unmarshal(stdout.Bytes(), &s); err != nil {
+			t.Fatalf("%v: %s", err, stdout.String())
+		}
+		return s
+	}
+	s := runSync()
+	archive := srv.Archive("alice")
+	if s.Stored != 320 || s.Fetched != 320 || !s.Queried || s.LatestID != archive[len(archive)-1].StanzaID || s.LocalLatestID != "" {
+		t.Errorf("first sync: %+v", s)
+	}
+	if len(s.Unreads) != 1 || s.Unreads[0].JID != "bob@localhost" || s.Unreads[0].Count != 299 {
+		t.Errorf("unreads: %+v", s.Unreads)
+	}
+	s = runSync()
+	if s.Queried || s.Stored != 0 || s.LocalLatestID != s.LatestID {
+		t.Errorf("level sync: %+v", s)
+	}
+
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, []string{"history", "-cache", db, "-json", "-with", "carol@localhost", "alice@localhost"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("history: exit %d: %s", code, stderr.String())
+	}
+	var entries []struct {
+		StanzaID  string `json:"stanza_id"`
+		Peer      string `json:"peer"`
+		Direction string `json:"direction"`
+		Body      string `json:"body"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &entries); err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 20 || entries[0].Peer != "carol@localhost" || entries[0].Direction != "out" || entries[0].StanzaID != archive[300].StanzaID {
+		t.Errorf("history: %d entries, first %+v", len(entries), entries[0])
+	}
+	stdout.Reset()
+	if code := run(ctx, []string{"history", "-cache", db, "-n", "2", "alice@localhost"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("history: exit %d: %s", code, stderr.String())
+	}
+	if lines := strings.Split(strings.TrimSpace(stdout.String()), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "-> carol@localhost") {
+		t.Errorf("history text:\n%s", stdout.String())
+	}
+}
