@@ -35,42 +35,11 @@ func (db *DB) AppendMessagesResult(ctx context.Context, account string, msgs []M
 	}
 	err := db.withTx(ctx, func(tx *sql.Tx) error {
 		res = AppendResult{}
-		// seq is AUTOINCREMENT: rows inserted now are exactly those with a
-		// seq above the largest ever assigned before.
-		var before int64
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)`).Scan(&before); err != nil {
-			return err
-		}
-		n, err := insertMessages(ctx, tx, acct, msgs)
+		n, err := insertMessages(ctx, tx, acct, msgs, func(i int, seq int64) {
+			res.Added = append(res.Added, StoredMessage{Message: msgs[i], Seq: seq})
+		})
 		if err != nil {
 			return err
-		}
-		if n > 0 {
-			byID := make(map[string]int, len(msgs))
-			for i := len(msgs) - 1; i >= 0; i-- {
-				byID[msgs[i].StanzaID] = i // the first occurrence wins
-			}
-			rows, err := tx.QueryContext(ctx, `SELECT seq, stanza_id FROM messages WHERE account = ? AND seq > ? ORDER BY seq`, acct, before)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var sm StoredMessage
-				var id string
-				if err := rows.Scan(&sm.Seq, &id); err != nil {
-					return err
-				}
-				i, ok := byID[id]
-				if !ok {
-					return fmt.Errorf("stored %q, which was not in the batch", id)
-				}
-				sm.Message = msgs[i]
-				res.Added = append(res.Added, sm)
-			}
-			if err := rows.Err(); err != nil {
-				return err
-			}
 		}
 		res.Duplicates = len(msgs) - n
 		if cursor == "" {

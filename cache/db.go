@@ -75,7 +75,7 @@ func open(ctx context.Context, path string, o options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: open %s: %w", path, err)
 	}
-	sdb, err := sql.Open("sqlite3", dsn)
+	sdb, err := sql.Open(driverName, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("cache: open %s: %w", path, err)
 	}

@@ -23,7 +23,8 @@ func (db *DB) MarkDisplayed(ctx context.Context, account, peer, stanzaID string)
 			msgPeer string
 		)
 		err := tx.QueryRowContext(ctx,
-			`SELECT seq, peer FROM messages WHERE account = ? AND stanza_id = ?`, acct, stanzaID,
+			`SELECT seq, peer FROM messages INDEXED BY messages_sid WHERE sid_hash = ? AND account = ? AND stanza_id = ?`,
+			sidHash(stanzaID), acct, stanzaID,
 		).Scan(&seq, &msgPeer)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrUnknownMessage
@@ -143,8 +144,9 @@ st AS (
 		coalesce(s.server_read_id, '') AS srv_id,
 		coalesce(s.server_count, 0) AS srv_count,
 		coalesce(s.server_base_seq, 0) AS base_seq,
-		(SELECT m.seq FROM messages m
-			WHERE m.account = ?1 AND m.stanza_id = s.server_read_id AND m.peer = p.peer) AS srv_seq
+		(SELECT m.seq FROM messages m INDEXED BY messages_sid
+			WHERE m.sid_hash = `+sidHashFunc+`(coalesce(s.server_read_id, ''))
+				AND m.account = ?1 AND m.stanza_id = s.server_read_id AND m.peer = p.peer) AS srv_seq
 	FROM peers p LEFT JOIN peer_state s ON s.account = ?1 AND s.peer = p.peer
 ),
 judged AS (

@@ -130,7 +130,7 @@ func (db *DB) AppendMessages(ctx context.Context, account string, msgs []Message
 		return 0, 0, nil
 	}
 	err = db.withTx(ctx, func(tx *sql.Tx) error {
-		n, err := insertMessages(ctx, tx, acct, msgs)
+		n, err := insertMessages(ctx, tx, acct, msgs, nil)
 		if err != nil {
 			return err
 		}
@@ -158,21 +158,31 @@ func (m *Message) check() error {
 }
 
 // insertMessages inserts msgs for acct, in order, with one prepared
-// statement, and returns how many rows were inserted.
+// statement, and returns how many rows were inserted. If added is not nil,
+// it is called with the index in msgs and the seq of each row inserted, in
+// order.
 //
 // One row per statement is deliberate. A multi-row INSERT is fewer cgo
 // calls, but SQLite must be able to undo such a statement half-way, so it
 // copies every page the statement changes to a statement journal, a
 // temporary file once past 64 KiB: twice the writes, and slower in
 // BenchmarkAppendMessages. A one-row statement needs no statement journal.
-func insertMessages(ctx context.Context, tx *sql.Tx, acct string, msgs []Message) (int, error) {
+//
+// A message is skipped when acct already holds its stanza-id (stored before,
+// or earlier in msgs): the NOT EXISTS finds candidates by the hash index and
+// compares account and stanza_id exactly. The transaction is immediate (it
+// holds the write lock), so no other writer can insert between the check
+// and the insert.
+func insertMessages(ctx context.Context, tx *sql.Tx, acct string, msgs []Message, added func(i int, seq int64)) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
 	stmt, err := tx.PrepareContext(ctx, `
-INSERT INTO messages (account, stanza_id, origin_id, peer, dir, ts, body, raw)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (account, stanza_id) DO NOTHING`)
+INSERT INTO messages (account, stanza_id, sid_hash, origin_id, peer, dir, ts, body, raw)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+WHERE NOT EXISTS (
+	SELECT 1 FROM messages INDEXED BY messages_sid
+	WHERE sid_hash = ?3 AND account = ?1 AND stanza_id = ?2)`)
 	if err != nil {
 		return 0, err
 	}
@@ -184,15 +194,22 @@ ON CONFLICT (account, stanza_id) DO NOTHING`)
 		if raw == nil {
 			raw = []byte{} // nil would bind NULL
 		}
-		res, err := stmt.ExecContext(ctx, acct, m.StanzaID, m.OriginID, jidKey(m.Peer),
+		res, err := stmt.ExecContext(ctx, acct, m.StanzaID, sidHash(m.StanzaID), m.OriginID, jidKey(m.Peer),
 			int64(m.Direction), m.Time.UnixMicro(), m.Body, raw)
 		if err != nil {
 			return 0, err
 		}
-		// 0 for a stanza-id already stored (DO NOTHING), else 1.
+		// 0 for a stanza-id already stored, else 1.
 		n, err := res.RowsAffected()
 		if err != nil {
 			return 0, err
+		}
+		if n == 1 && added != nil {
+			seq, err := res.LastInsertId()
+			if err != nil {
+				return 0, err
+			}
+			added(i, seq)
 		}
 		inserted += n
 	}
@@ -208,10 +225,12 @@ ON CONFLICT (account) DO UPDATE SET
 	cursor     = excluded.cursor,
 	updated_at = excluded.updated_at
 WHERE coalesce(
-	(SELECT seq FROM messages WHERE account = ?1 AND stanza_id = excluded.cursor) >=
-	(SELECT seq FROM messages WHERE account = ?1 AND stanza_id = sync_state.cursor),
+	(SELECT seq FROM messages INDEXED BY messages_sid
+		WHERE sid_hash = ?4 AND account = ?1 AND stanza_id = excluded.cursor) >=
+	(SELECT seq FROM messages INDEXED BY messages_sid
+		WHERE sid_hash = `+sidHashFunc+`(sync_state.cursor) AND account = ?1 AND stanza_id = sync_state.cursor),
 	1)`,
-		acct, cursor, time.Now().Unix())
+		acct, cursor, time.Now().Unix(), sidHash(cursor))
 	return err
 }
 
@@ -241,7 +260,8 @@ func (db *DB) HasMessage(ctx context.Context, account, stanzaID string) (bool, e
 	}
 	var one int
 	err = h.QueryRowContext(ctx,
-		`SELECT 1 FROM messages WHERE account = ? AND stanza_id = ?`, jidKey(account), stanzaID,
+		`SELECT 1 FROM messages INDEXED BY messages_sid WHERE sid_hash = ? AND account = ? AND stanza_id = ?`,
+		sidHash(stanzaID), jidKey(account), stanzaID,
 	).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil

@@ -58,8 +58,14 @@ CREATE TABLE messages (
 	ts        INTEGER NOT NULL,                      -- archive time, Unix microseconds
 	body      TEXT NOT NULL,
 	raw       BLOB NOT NULL,                         -- the whole <message>
-	UNIQUE (account, stanza_id)
+	sid_hash  INTEGER NOT NULL                       -- sidHash(stanza_id); see below
 );
+-- (account, stanza_id) is unique, but not by a UNIQUE constraint: an index
+-- of random text keys dirties about one page per inserted message. The
+-- compact, non-unique index of the 64-bit hash finds a stanza-id's rows, and
+-- every lookup (insertMessages among them) compares account and stanza_id
+-- exactly, so a hash collision never drops a distinct message.
+CREATE INDEX messages_sid ON messages (sid_hash);
 CREATE INDEX messages_account ON messages (account, seq);
 CREATE INDEX messages_peer ON messages (account, peer, seq, dir);
 CREATE TABLE sync_state (

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -97,6 +98,12 @@ func newClient(cfg Config, sess *xmpp.Session, conn net.Conn, info Info, db *cac
 		done:         make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	presence := false
+	if !cfg.NoPresence {
+		// Before the archive is asked where it stands: every message
+		// archived after that answer is then routed to this session.
+		presence = sess.Send(c.ctx, xml.NewDecoder(strings.NewReader("<presence/>"))) == nil
+	}
 	if db != nil && !cfg.NoSync {
 		c.syncer = mamsync.New(mamsync.Config{
 			Account:    info.JID.Bare(),
@@ -108,7 +115,8 @@ func newClient(cfg Config, sess *xmpp.Session, conn net.Conn, info Info, db *cac
 				_, m := login.StanzasOut(sess)
 				return m
 			},
-			Logger: cfg.Logger,
+			LiveComplete: presence || info.Draft != nil,
+			Logger:       cfg.Logger,
 		})
 	}
 	h := cfg.Handler

@@ -99,6 +99,12 @@ type Config struct {
 	// Management at login.
 	NoCarbons, NoSM bool
 
+	// NoPresence skips the initial available presence that the client sends
+	// right after the login (RFC 6121 §4.2). Without it, messages to the
+	// bare JID are not routed to this session, so live messages cannot keep
+	// the message cache up to date by themselves and each one costs an
+	// archive query.
+	NoPresence bool
 	// NoSync turns off the message archive reconciliation that runs after
 	// the login when a cache is configured (see package mamsync).
 	NoSync bool

@@ -80,7 +80,7 @@ func TestOneWrite(t *testing.T) {
 			db := openCache(t)
 			cfg := testConfig(t, s, "alice", db)
 			cfg.Mechanisms = []string{tc.mech}
-			cfg.NoSync = true // only the login's flights
+			cfg.NoSync, cfg.NoPresence = true, true // only the login's flights
 			for i, want := range []struct {
 				source login.Source
 				rt     int

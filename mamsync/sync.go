@@ -45,7 +45,7 @@ type Config struct {
 	// OnMessage is called once for every message newly stored, in store
 	// order, from the goroutine that stored it. It must not block for long.
 	OnMessage func(cache.StoredMessage)
-	// OnProgress is called after each stored page.
+	// OnProgress is called after each stored batch of pages.
 	OnProgress func(Progress)
 	// SentMessages returns how many messages the session has written since
 	// its login (login.StanzasOut). A live message extends the store
@@ -54,6 +54,12 @@ type Config struct {
 	// not echoed, so after one the archive is asked first. Nil means the
 	// session never sends messages.
 	SentMessages func() uint32
+	// LiveComplete reports that the server delivers to this session, live,
+	// every message it archives after the reconcile's target: the session
+	// sent available presence before the target was read (or bound with the
+	// v0.3.0 draft, whose bind promises it). Without it a live message never
+	// extends the store directly: it triggers a catch-up from the archive.
+	LiveComplete bool
 	// Logger receives debug events; the zero Logger is silent.
 	Logger zerolog.Logger
 }
@@ -95,15 +101,16 @@ type Syncer struct {
 	cfg Config
 	log zerolog.Logger
 
-	mu       sync.Mutex
-	queries  map[string]*collector
-	holding  int             // >0 while a reconcile or catch-up runs: live messages are held
-	ready    bool            // a reconcile has succeeded: the cursor is meaningful
-	held     []cache.Message // live messages held, in arrival order
-	overflow bool            // a live message was not held (maxHeld): ask the archive
-	sentMark uint32          // messages written by the session when the cursor was last known complete
-	need     chan struct{}
-	storeMu  sync.Mutex // serializes appends (order of OnMessage calls)
+	mu        sync.Mutex
+	queries   map[string]*collector
+	holding   int             // >0 while a reconcile or catch-up runs: live messages are held
+	ready     bool            // a reconcile has succeeded: the cursor is meaningful
+	held      []cache.Message // live messages held, in arrival order
+	overflow  bool            // a live message was not held (maxHeld): ask the archive
+	sentMark  uint32          // messages written by the session when the cursor was last known complete
+	need      chan struct{}
+	noAfterID bool       // the server rejects the after-id form field
+	storeMu   sync.Mutex // serializes appends (order of OnMessage calls)
 }
 
 // collector gathers the results of one MAM query page.
@@ -192,7 +199,7 @@ func (s *Syncer) Handle(ctx context.Context, raw []byte) (consumed bool, err err
 // directly: only if this session has written no message since the cursor
 // was last confirmed by the archive.
 func (s *Syncer) contiguousLocked() bool {
-	return s.cfg.SentMessages() == s.sentMark
+	return s.cfg.LiveComplete && s.cfg.SentMessages() == s.sentMark
 }
 
 // append stores msgs and delivers the new ones.
@@ -317,54 +324,148 @@ func (s *Syncer) mergeHeld(ctx context.Context, held []cache.Message) (int, erro
 // maxHeld bounds the live messages held in memory while a query runs.
 const maxHeld = 10000
 
+// errBadRequest is a query the server refused as malformed.
+var errBadRequest = errors.New("bad-request")
+
 var errExpired = errors.New("mamsync: the archive no longer knows the cursor")
 
+// batchMessages is how many fetched messages page gathers before storing
+// them in one transaction (with the cursor at the last of them): fewer,
+// larger transactions cost SQLite far less per message than one per MAM
+// page (Prosody's pages are 50 messages). A batch ends earlier at the end
+// of the paging, or when a query fails. Memory is bounded by a batch plus
+// the pages in flight, whatever the size of the gap.
+const batchMessages = 1000
+
+// fetchedPage is one MAM page, as the fetcher in page hands it over.
+type fetchedPage struct {
+	msgs     []cache.Message
+	count    int  // fin.Count, or -1
+	done     bool // the last page: the paging reached its target
+	err      error
+	progress bool // a page was fetched (msgs and count are meaningful)
+}
+
 // page runs the MAM queries from after (exclusive) to the target.
+//
+// The queries run on a goroutine of their own, one page ahead of the
+// storing: the next page is on its way while the previous batch is stored.
+// Pages are stored in order, each batch in one transaction that also moves
+// the cursor to the batch's last message, so the cursor only ever names a
+// stored message. When a query fails, what was fetched before it is stored
+// first, as it was when every page was its own transaction.
 func (s *Syncer) page(ctx context.Context, sess *xmpp.Session, after string, t Target, rep *Report) error {
-	rsmAfter := ""
-	for {
-		if rep.Pages >= s.cfg.MaxPages {
-			return fmt.Errorf("%w (%d)", ErrTooManyPages, s.cfg.MaxPages)
+	fctx, cancel := context.WithCancel(ctx)
+	pages := make(chan fetchedPage, 1)
+	fetcherDone := make(chan struct{})
+	go func() {
+		defer close(fetcherDone)
+		defer close(pages)
+		s.fetch(fctx, sess, after, t, pages)
+	}()
+	defer func() {
+		cancel()
+		for range pages { // unblock the fetcher
 		}
-		msgs, fin, err := s.query(ctx, sess, after, rsmAfter, false)
+		<-fetcherDone
+	}()
+
+	var batch []cache.Message
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		res, err := s.append(ctx, batch, batch[len(batch)-1].StanzaID)
+		clear(batch) // the messages are the caller's (res.Added) now
+		batch = batch[:0]
 		if err != nil {
 			return err
 		}
-		rep.Pages++
-		rep.Fetched += len(msgs)
-		if rep.Expected < 0 && fin.Count >= 0 {
-			rep.Expected = fin.Count
+		rep.Stored += len(res.Added)
+		rep.Duplicates += res.Duplicates
+		if s.cfg.OnProgress != nil {
+			s.cfg.OnProgress(rep.Progress)
 		}
-		done := fin.Complete
+		return nil
+	}
+	for p := range pages {
+		if p.progress {
+			rep.Pages++
+			rep.Fetched += len(p.msgs)
+			if rep.Expected < 0 && p.count >= 0 {
+				rep.Expected = p.count
+			}
+			batch = append(batch, p.msgs...)
+		}
+		if p.err != nil {
+			if err := flush(); err != nil {
+				return err
+			}
+			return p.err
+		}
+		if p.done || len(batch) >= batchMessages {
+			flushed := len(batch) > 0
+			if err := flush(); err != nil {
+				return err
+			}
+			if p.done {
+				if !flushed && s.cfg.OnProgress != nil {
+					s.cfg.OnProgress(rep.Progress)
+				}
+				return nil
+			}
+		}
+	}
+	// The fetcher stopped without a last page: ctx ended.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("mamsync: query: %w", err)
+	}
+	return errors.New("mamsync: paging stopped")
+}
+
+// fetch pages the archive for page and sends each page to pages, until the
+// target, an error (sent as the last page) or ctx's end.
+func (s *Syncer) fetch(ctx context.Context, sess *xmpp.Session, after string, t Target, pages chan<- fetchedPage) {
+	send := func(p fetchedPage) bool {
+		select {
+		case pages <- p:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	rsmAfter := ""
+	for n := 0; ; n++ {
+		if n >= s.cfg.MaxPages {
+			send(fetchedPage{err: fmt.Errorf("%w (%d)", ErrTooManyPages, s.cfg.MaxPages)})
+			return
+		}
+		msgs, fin, err := s.query(ctx, sess, after, rsmAfter, false)
+		if err != nil {
+			send(fetchedPage{err: err})
+			return
+		}
+		p := fetchedPage{msgs: msgs, count: fin.Count, done: fin.Complete, progress: true}
 		if t.Known && t.LatestID != "" {
 			if i := slices.IndexFunc(msgs, func(m cache.Message) bool { return m.StanzaID == t.LatestID }); i >= 0 {
 				// Messages after latest-id reach this session live: they are
 				// not stored from the archive.
-				msgs, done = msgs[:i+1], true
+				p.msgs, p.done = msgs[:i+1], true
 			}
 		}
-		if len(msgs) > 0 {
-			res, err := s.append(ctx, msgs, msgs[len(msgs)-1].StanzaID)
-			if err != nil {
-				return err
+		if !p.done {
+			next := fin.Last
+			if next == "" && len(msgs) > 0 {
+				next = msgs[len(msgs)-1].StanzaID
 			}
-			rep.Stored += len(res.Added)
-			rep.Duplicates += res.Duplicates
+			if next == "" || next == rsmAfter || len(msgs) == 0 {
+				p.err = fmt.Errorf("%w after %q", ErrNoProgress, truncate(rsmAfter))
+			}
+			rsmAfter = next
 		}
-		if s.cfg.OnProgress != nil {
-			s.cfg.OnProgress(rep.Progress)
+		if !send(p) || p.done || p.err != nil {
+			return
 		}
-		if done {
-			return nil
-		}
-		next := fin.Last
-		if next == "" && len(msgs) > 0 {
-			next = msgs[len(msgs)-1].StanzaID
-		}
-		if next == "" || next == rsmAfter || len(msgs) == 0 {
-			return fmt.Errorf("%w after %q", ErrNoProgress, truncate(rsmAfter))
-		}
-		rsmAfter = next
 	}
 }
 
@@ -410,6 +511,34 @@ func (s *Syncer) recoverExpired(ctx context.Context, sess *xmpp.Session, old str
 // afterID is the form's after-id (the result set), rsmAfter the RSM
 // paging position; last asks for the newest page (RSM <before/>).
 func (s *Syncer) query(ctx context.Context, sess *xmpp.Session, afterID, rsmAfter string, last bool) ([]cache.Message, Fin, error) {
+	s.mu.Lock()
+	noAfterID := s.noAfterID
+	s.mu.Unlock()
+	if afterID != "" && noAfterID {
+		// The server rejects the after-id field (ejabberd 24.12): page the
+		// whole archive by RSM from the cursor instead. The result set, and
+		// with it the RSM count, is then the whole archive.
+		if rsmAfter == "" {
+			rsmAfter = afterID
+		}
+		afterID = ""
+	}
+	msgs, fin, err := s.query1(ctx, sess, afterID, rsmAfter, last)
+	if afterID != "" && errors.Is(err, errBadRequest) {
+		s.mu.Lock()
+		s.noAfterID = true
+		s.mu.Unlock()
+		s.log.Debug().Msg("the archive rejects after-id; paging by RSM <after/>")
+		return s.query(ctx, sess, afterID, rsmAfter, last)
+	}
+	if noAfterID {
+		fin.Count = -1 // the count of the whole archive, not of what is missing
+	}
+	return msgs, fin, err
+}
+
+// query1 sends one MAM query page.
+func (s *Syncer) query1(ctx context.Context, sess *xmpp.Session, afterID, rsmAfter string, last bool) ([]cache.Message, Fin, error) {
 	qid := randomID()
 	c := &collector{}
 	s.mu.Lock()
@@ -494,8 +623,11 @@ func parseAnswer(raw []byte) (Fin, error) {
 				}
 			}
 		}
-		if cond == "item-not-found" {
+		switch cond {
+		case "item-not-found":
 			return Fin{}, errExpired
+		case "bad-request":
+			return Fin{}, fmt.Errorf("%w: %w", ErrQuery, errBadRequest)
 		}
 		return Fin{}, fmt.Errorf("%w: %s", ErrQuery, cond)
 	}
