@@ -69,6 +69,7 @@ type Client struct {
 	info  Info
 	log   zerolog.Logger
 	ownDB *cache.DB
+	db    *cache.DB // the message cache, nil without one
 
 	closeTimeout time.Duration
 
@@ -98,6 +99,7 @@ func newClient(cfg Config, sess *xmpp.Session, conn net.Conn, info Info, db *cac
 		done:         make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.db = db
 	presence := false
 	if !cfg.NoPresence {
 		// Before the archive is asked where it stands: every message

@@ -157,6 +157,12 @@ func (c *Client) reconcile(db *cache.DB) (mamsync.Report, error) {
 			}
 		}
 	}
+	if c.info.Draft == nil {
+		// XEP-0490: the markers other devices published.
+		if err := c.fetchDisplayed(c.ctx); err != nil {
+			return rep, fmt.Errorf("client: displayed markers: %w", err)
+		}
+	}
 	return rep, nil
 }
 

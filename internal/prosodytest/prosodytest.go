@@ -58,7 +58,7 @@ var communityModules = []string{"sasl2", "sasl2_bind2", "sasl2_sm", "sasl2_fast"
 
 var defaultModules = []string{
 	"roster", "saslauth", "tls", "disco", "ping", "carbons", "mam", "smacks",
-	"csi_simple", "sasl2", "sasl2_bind2", "sasl2_sm", "sasl2_fast",
+	"csi_simple", "sasl2", "sasl2_bind2", "sasl2_sm", "sasl2_fast", "pep",
 }
 
 // Options configures Start. The zero value is a usable configuration.
