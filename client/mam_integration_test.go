@@ -49,6 +49,9 @@ func TestIntegrationSync(t *testing.T) {
 				return client.Config{
 					JID: jid.MustParse(user + "@" + srv.domain), Password: srv.users[user],
 					Addr: srv.addr, TLS: client.TLSDirect, TLSConfig: srv.tls, Cache: db,
+					// A loaded CI machine with the race detector and a server
+					// still writing 2,000 archived messages: more than 30 s.
+					Timeout: 2 * time.Minute,
 				}
 			}
 			bob, err := client.Dial(ctx, cfg("bob", nil))

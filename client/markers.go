@@ -13,12 +13,6 @@ import (
 	"github.com/pipebind/pipebind/cache"
 )
 
-// XEP-0490 Message Displayed Synchronization.
-const (
-	nsMDS    = "urn:xmpp:mds:displayed:0"
-	nsPubSub = "http://jabber.org/protocol/pubsub"
-)
-
 // ErrNoCache is returned by the message and marker methods of a client
 // without a cache.
 var ErrNoCache = errors.New("client: no message cache configured")

@@ -203,7 +203,14 @@ func Negotiate(ctx context.Context, conn net.Conn, cfg Config) (*xmpp.Session, *
 	if err != nil {
 		return nil, nil, err
 	}
+	// The context bounds the login: when it ends, every read and write on
+	// the connection fails at once (mellium's own watcher is not reliable,
+	// see meterConn.SetDeadline).
+	stop := context.AfterFunc(ctx, n.meter.kill)
 	s, err := xmpp.NewSession(ctx, n.domain, n.bare, n.meter, 0, n.negotiate)
+	if !stop() && err == nil {
+		err = ctx.Err() // it ended just as the login did: the connection is dead
+	}
 	if err != nil {
 		return nil, nil, classify(ctx, n.step, n.res.Path, n.domain.String(), err)
 	}

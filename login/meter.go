@@ -36,6 +36,7 @@ type meterConn struct {
 	handled atomic.Uint32
 
 	writing atomic.Int32 // writes in progress
+	dead    atomic.Bool  // the login's context ended: deadlines stay in the past
 
 	outMu    sync.Mutex
 	outLex   stanzaLexer
@@ -140,6 +141,31 @@ func (c *meterConn) bytes() (in, out int64) {
 	return c.in, c.out
 }
 
+// kill makes every pending and future read and write fail: the login's
+// context ended.
+func (c *meterConn) kill() {
+	c.dead.Store(true)
+	_ = c.Conn.SetDeadline(time.Unix(1, 0))
+}
+
+// SetDeadline keeps a killed connection's deadline in the past. mellium's
+// own context watcher sets a past deadline and at once clears it; if the
+// clear lands before the blocked read notices, the read blocks again.
+func (c *meterConn) SetDeadline(t time.Time) error {
+	if c.dead.Load() {
+		return c.Conn.SetDeadline(time.Unix(1, 0))
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline: see SetDeadline.
+func (c *meterConn) SetReadDeadline(t time.Time) error {
+	if c.dead.Load() {
+		return c.Conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
 // SetWriteDeadline ignores a deadline in the past while no write is in
 // progress. mellium's Send arms a goroutine that, when the send's context
 // ends, sets a past write deadline and then clears it; if that goroutine
@@ -149,6 +175,9 @@ func (c *meterConn) bytes() (in, out int64) {
 // There is nothing to interrupt when no write is running, so the deadline is
 // dropped.
 func (c *meterConn) SetWriteDeadline(t time.Time) error {
+	if c.dead.Load() {
+		return c.Conn.SetWriteDeadline(time.Unix(1, 0))
+	}
 	if !t.IsZero() && time.Until(t) <= 0 && c.writing.Load() == 0 {
 		return nil
 	}
