@@ -507,3 +507,31 @@ func TestMessagesClosed(t *testing.T) {
 		}
 	}
 }
+
+func TestScramKeys(t *testing.T) {
+	ctx := t.Context()
+	db, _ := openTemp(t)
+	k := ScramKeys{Mechanism: "SCRAM-SHA-256", Salt: []byte("salt"), Iterations: 4096, ClientKey: []byte{1, 2}, ServerKey: []byte{3, 4}}
+	if _, ok, err := db.ScramKeysFor(ctx, "a@b", k.Mechanism, k.Salt, 4096); ok || err != nil {
+		t.Fatalf("empty store: ok=%v err=%v", ok, err)
+	}
+	if err := db.PutScramKeys(ctx, "A@b", k); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := db.ScramKeysFor(ctx, "a@b", k.Mechanism, k.Salt, 4096)
+	if err != nil || !ok || string(got.ClientKey) != "\x01\x02" || string(got.ServerKey) != "\x03\x04" {
+		t.Fatalf("got %+v %v %v", got, ok, err)
+	}
+	if _, ok, _ := db.ScramKeysFor(ctx, "a@b", k.Mechanism, k.Salt, 10000); ok {
+		t.Error("keys returned for another iteration count")
+	}
+	if _, ok, _ := db.ScramKeysFor(ctx, "a@b", k.Mechanism, []byte("pepper"), 4096); ok {
+		t.Error("keys returned for another salt")
+	}
+	if err := db.ForgetScramKeys(ctx, "a@b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := db.ScramKeysFor(ctx, "a@b", k.Mechanism, k.Salt, 4096); ok {
+		t.Error("keys survived ForgetScramKeys")
+	}
+}

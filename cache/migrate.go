@@ -94,6 +94,21 @@ CREATE TABLE peer_state (
 ) WITHOUT ROWID;
 `,
 	},
+	{
+		name: "cached SCRAM keys",
+		sql: `
+CREATE TABLE scram_keys (
+	account     TEXT    NOT NULL,           -- bare JID, lower-cased
+	mechanism   TEXT    NOT NULL,           -- e.g. SCRAM-SHA-256 (the -PLUS variant shares the keys)
+	salt        BLOB    NOT NULL,
+	iterations  INTEGER NOT NULL,
+	client_key  BLOB    NOT NULL,
+	server_key  BLOB    NOT NULL,
+	updated_at  INTEGER NOT NULL,
+	PRIMARY KEY (account, mechanism)
+);
+`,
+	},
 }
 
 // migrate brings the schema of db up to len(ms), one migration per

@@ -44,6 +44,8 @@ type Info struct {
 	TLSVersion string
 	// StartTLSRoundTrips counts the round trips before TLS (STARTTLS only).
 	StartTLSRoundTrips int
+	// ScramKeysCached reports that SCRAM used cached keys (no PBKDF2).
+	ScramKeysCached bool
 	// Attempts is 1, or 2 when a stale cache cost one retry.
 	Attempts int
 	// Timings of the login's phases.

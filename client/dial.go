@@ -91,6 +91,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	info.Timings.Lookup = time.Since(lookupStart)
 
+	var keys *keyStore
+	if db != nil {
+		keys = &keyStore{db: db, account: bare.String(), log: log}
+	}
 	for attempt := 1; ; attempt++ {
 		info.Attempts = attempt
 		tc, err := connect(ctx, cfg, targets, cached, &info, log)
@@ -113,6 +117,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			StartTLSOffered:    tc.startTLSOffered,
 			Logger:             cfg.Logger,
 		}
+		if keys != nil {
+			lcfg.KeyStore = keys
+		}
 		loginStart := time.Now()
 		sess, res, err := login.Negotiate(ctx, tc.conn, lcfg)
 		info.Timings.Login = time.Since(loginStart)
@@ -128,12 +135,20 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 				cached = &live
 				continue
 			}
+			if keys != nil && keys.used && errors.Is(err, login.ErrAuth) {
+				// The cached keys were refused: the password may have
+				// changed with the salt kept. Derive them afresh next time.
+				if ferr := db.ForgetScramKeys(ctx, bare.String()); ferr != nil {
+					log.Warn().Err(ferr).Msg("could not forget SCRAM keys")
+				}
+			}
 			if cfg.Trace != nil && cfg.Trace.LoginDone != nil {
 				cfg.Trace.LoginDone(info, err)
 			}
 			return fail(err)
 		}
 		info.Result = *res
+		info.ScramKeysCached = keys != nil && keys.used
 		if attempt > 1 {
 			info.Source = login.SourceNetwork
 		}

@@ -30,6 +30,14 @@
 // does not offer STARTTLS is an error: the stream never continues in
 // plain text.
 //
+// With a cache, SCRAM's ClientKey and ServerKey are stored per account and
+// mechanism (never the password), so the next SCRAM login costs no PBKDF2
+// while the server's salt and iteration count stay the same; the server's
+// signature is still verified on every login. The stored keys stand in for
+// the password: a login the server refuses forgets them, and
+// cache.DB.ForgetScramKeys removes them at once (for example when the user
+// changes the password).
+//
 // # Sessions
 //
 // Client.Session returns the *xmpp.Session, usable with mellium's packages

@@ -41,10 +41,10 @@ func TestIntegrationEjabberdLogin(t *testing.T) {
 		{"direct-plain", client.TLSDirect, srv.DirectTLSAddr, []string{"PLAIN"}, "PLAIN", 1, 2},
 		{"direct-scram-sha-1", client.TLSDirect, srv.DirectTLSAddr, []string{"SCRAM-SHA-1"}, "SCRAM-SHA-1", 2, 3},
 		{"direct-scram-sha-256", client.TLSDirect, srv.DirectTLSAddr, []string{"SCRAM-SHA-256"}, "SCRAM-SHA-256", 2, 3},
-		{"direct-default", client.TLSDirect, srv.DirectTLSAddr, nil, "SCRAM-SHA-256-PLUS", 2, 3},
+		{"direct-default", client.TLSDirect, srv.DirectTLSAddr, nil, "SCRAM-SHA-512-PLUS", 2, 3}, // strongest: channel binding, SHA-512
 		{"starttls-plain", client.TLSStartTLS, srv.C2SAddr, []string{"PLAIN"}, "PLAIN", 1, 2},
 		{"starttls-scram-sha-256", client.TLSStartTLS, srv.C2SAddr, []string{"SCRAM-SHA-256"}, "SCRAM-SHA-256", 2, 3},
-		{"starttls-default", client.TLSStartTLS, srv.C2SAddr, nil, "SCRAM-SHA-256-PLUS", 2, 3},
+		{"starttls-default", client.TLSStartTLS, srv.C2SAddr, nil, "SCRAM-SHA-512-PLUS", 2, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := client.Config{

@@ -325,6 +325,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	}
 	bad := cfg
 	bad.Password = "a-wrong-secret"
+	bad.Cache = nil // cached SCRAM keys would stand in for the password
 	_, err := client.Dial(ctx, bad)
 	if err == nil {
 		t.Fatal("wrong password accepted")
@@ -378,5 +379,45 @@ func TestSMAckCountsEveryStanza(t *testing.T) {
 	}
 	if got := login.StanzasIn(alice.Session()); got != 2 {
 		t.Errorf("StanzasIn = %d after two IQ results, want 2", got)
+	}
+}
+
+// TestScramKeysCached: the second SCRAM login with a cache derives no key
+// (0 PBKDF2) and still verifies the server. Cached keys stand in for the
+// password (as the issue asks: keyed by salt and iteration count); when the
+// server refuses them they are forgotten and derived afresh.
+func TestScramKeysCached(t *testing.T) {
+	ctx := context.Background()
+	s := newTestServer(t, xmpptest.Config{ScramIterations: 10000})
+	cfg := testConfig(t, s, "alice", openCache(t))
+	cfg.Mechanisms = []string{"SCRAM-SHA-256"}
+	cfg.NoSync = true
+	for i, wantCached := range []bool{false, true} {
+		before := login.PBKDF2Calls()
+		c, err := client.Dial(ctx, cfg)
+		if err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+		c.Close()
+		calls := login.PBKDF2Calls() - before
+		if c.Info().ScramKeysCached != wantCached || (wantCached && calls != 0) || (!wantCached && calls != 1) {
+			t.Errorf("login %d: cached=%v, %d PBKDF2 calls", i, c.Info().ScramKeysCached, calls)
+		}
+	}
+	// The password changes on the server: the cached keys are refused
+	// (ErrAuth) and forgotten; the new password then derives new keys.
+	s.AddUser("alice", "new-pw")
+	if _, err := client.Dial(ctx, cfg); !errors.Is(err, client.ErrAuth) {
+		t.Fatalf("old password after a server-side change: %v", err)
+	}
+	cfg.Password = "new-pw"
+	before := login.PBKDF2Calls()
+	c, err := client.Dial(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if c.Info().ScramKeysCached || login.PBKDF2Calls()-before != 1 {
+		t.Errorf("after a refused login the keys were not derived afresh")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -109,6 +110,10 @@ type Config struct {
 	// Mechanisms lists the SASL mechanisms the client may use, most
 	// preferred first. Nil means DefaultMechanisms.
 	Mechanisms []string
+	// KeyStore caches SCRAM's ClientKey and ServerKey, so that a login with
+	// an unchanged salt and iteration count skips PBKDF2; nil derives them
+	// on every login.
+	KeyStore KeyStore
 	// InsecureAllowPlain allows PLAIN over a TLS connection whose
 	// certificate was not verified. Never set it outside tests.
 	InsecureAllowPlain bool
@@ -139,7 +144,8 @@ type Config struct {
 // DefaultMechanisms is the mechanism preference used when
 // Config.Mechanisms is nil: channel binding first, PLAIN last.
 var DefaultMechanisms = []string{
-	"SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN",
+	"SCRAM-SHA-512-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS",
+	"SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN",
 }
 
 // SMState is what the server said about stream management at bind time.
@@ -398,14 +404,30 @@ func (n *negotiation) newSASL(name string, remote []string) (*sasl.Negotiator, e
 	if !ok {
 		return nil, fmt.Errorf("%w: mechanism %s is not supported", ErrRefused, name)
 	}
+	if strings.HasPrefix(name, "SCRAM-") {
+		var ok bool
+		m, ok = NewScramOptions(name, ScramOptions{
+			KeyStore: n.cfg.KeyStore,
+			// XEP-0474: the server's hash of what it advertised is checked
+			// against the LIVE features, even when the first write was
+			// planned from the cache (they are read before the challenge).
+			Lists: func() ([]string, []string) {
+				f := n.res.Features
+				if n.res.Path == PathSASL2 {
+					return f.SASL2Mechanisms, f.ChannelBindings
+				}
+				return f.SASLMechanisms, f.ChannelBindings
+			},
+		})
+		if !ok {
+			return nil, fmt.Errorf("%w: mechanism %s is not supported", ErrRefused, name)
+		}
+	}
 	local := []byte(n.bare.Localpart())
 	pw := []byte(n.cfg.Password)
-	opts := []sasl.Option{
+	return sasl.NewClient(m,
 		sasl.Credentials(func() ([]byte, []byte, []byte) { return local, pw, nil }),
 		sasl.RemoteMechanisms(remote...),
-	}
-	if isPlus(name) {
-		opts = append(opts, sasl.TLSState(n.tls))
-	}
-	return sasl.NewClient(m, opts...), nil
+		sasl.TLSState(n.tls),
+	), nil
 }

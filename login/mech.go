@@ -10,19 +10,10 @@ import (
 
 // mechanismByName returns the client mechanism for a SASL name.
 func mechanismByName(name string) (sasl.Mechanism, bool) {
-	switch name {
-	case "PLAIN":
+	if name == "PLAIN" {
 		return sasl.Plain, true
-	case "SCRAM-SHA-1":
-		return sasl.ScramSha1, true
-	case "SCRAM-SHA-1-PLUS":
-		return sasl.ScramSha1Plus, true
-	case "SCRAM-SHA-256":
-		return sasl.ScramSha256, true
-	case "SCRAM-SHA-256-PLUS":
-		return sasl.ScramSha256Plus, true
 	}
-	return sasl.Mechanism{}, false
+	return NewScram(name, nil)
 }
 
 func isPlus(name string) bool { return strings.HasSuffix(name, "-PLUS") }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -223,6 +224,9 @@ func (n *negotiation) challenge(r *reader, start xml.StartElement, p *plan, ns s
 	}
 	more, resp, err := p.neg.Step(data)
 	if err != nil {
+		if errors.Is(err, ErrDowngrade) || errors.Is(err, ErrScramIterations) {
+			return fmt.Errorf("%w: %s: %w", ErrInsecure, p.mech, err)
+		}
 		return fmt.Errorf("%w: %s: %v", ErrProtocol, p.mech, err)
 	}
 	p.more = more

@@ -1,0 +1,82 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ScramKeys are SCRAM's ClientKey and ServerKey for one account and
+// mechanism, valid for one salt and iteration count (RFC 5802). They let a
+// login skip PBKDF2; the password itself is never stored. They are as
+// sensitive as a password hash: the file is 0600 and they are never
+// logged.
+type ScramKeys struct {
+	Mechanism  string
+	Salt       []byte
+	Iterations int
+	ClientKey  []byte
+	ServerKey  []byte
+}
+
+// ScramKeysFor returns the keys stored for account and mechanism when they
+// were derived with salt and iterations; ok is false otherwise (the server
+// changed them: the keys are derived again).
+func (db *DB) ScramKeysFor(ctx context.Context, account, mechanism string, salt []byte, iterations int) (k ScramKeys, ok bool, err error) {
+	h, err := db.handle()
+	if err != nil {
+		return k, false, fmt.Errorf("cache: scram keys: %w", err)
+	}
+	var s []byte
+	var it int
+	err = h.QueryRowContext(ctx, `SELECT salt, iterations, client_key, server_key FROM scram_keys WHERE account = ? AND mechanism = ?`,
+		jidKey(account), mechanism).Scan(&s, &it, &k.ClientKey, &k.ServerKey)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ScramKeys{}, false, nil
+	}
+	if err != nil {
+		return ScramKeys{}, false, fmt.Errorf("cache: scram keys: %w", err)
+	}
+	if it != iterations || !bytes.Equal(s, salt) {
+		return ScramKeys{}, false, nil
+	}
+	k.Mechanism, k.Salt, k.Iterations = mechanism, s, it
+	return k, true, nil
+}
+
+// PutScramKeys stores k for account, replacing the keys of that mechanism.
+func (db *DB) PutScramKeys(ctx context.Context, account string, k ScramKeys) error {
+	if jidKey(account) == "" || k.Mechanism == "" || len(k.ClientKey) == 0 || len(k.ServerKey) == 0 {
+		return errors.New("cache: put scram keys: incomplete keys")
+	}
+	err := db.withTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `
+INSERT INTO scram_keys (account, mechanism, salt, iterations, client_key, server_key, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (account, mechanism) DO UPDATE SET
+	salt = excluded.salt, iterations = excluded.iterations,
+	client_key = excluded.client_key, server_key = excluded.server_key, updated_at = excluded.updated_at`,
+			jidKey(account), k.Mechanism, k.Salt, k.Iterations, k.ClientKey, k.ServerKey, time.Now().Unix())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("cache: put scram keys: %w", err)
+	}
+	return nil
+}
+
+// ForgetScramKeys deletes the keys of account (for example after a failed
+// login that used them: the password may have changed).
+func (db *DB) ForgetScramKeys(ctx context.Context, account string) error {
+	err := db.withTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM scram_keys WHERE account = ?`, jidKey(account))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("cache: forget scram keys: %w", err)
+	}
+	return nil
+}
