@@ -24,6 +24,7 @@ type report struct {
 	TLSVersion string             `json:"tls_version"`
 	SM         login.SMState      `json:"sm"`
 	Carbons    bool               `json:"carbons"`
+	ScramCache bool               `json:"scram_keys_cached"`
 	BytesOut   int64              `json:"bytes_out"`
 	BytesIn    int64              `json:"bytes_in"`
 	TimingsMS  map[string]float64 `json:"timings_ms"`
@@ -57,6 +58,7 @@ func newReport(info client.Info) report {
 		TLSVersion: info.TLSVersion,
 		SM:         info.SM,
 		Carbons:    info.Carbons,
+		ScramCache: info.ScramKeysCached,
 		BytesOut:   info.BytesOut,
 		BytesIn:    info.BytesIn,
 		TimingsMS: map[string]float64{
@@ -97,7 +99,11 @@ func printReport(w io.Writer, info client.Info) {
 	fmt.Fprintf(w, "  bound        %s\n", info.JID)
 	fmt.Fprintf(w, "  path         %s\n", info.Path)
 	fmt.Fprintf(w, "  features     %s%s\n", info.Source, attempts)
-	fmt.Fprintf(w, "  mechanism    %s\n", info.Mechanism)
+	scram := ""
+	if info.ScramKeysCached {
+		scram = " (cached keys: no PBKDF2)"
+	}
+	fmt.Fprintf(w, "  mechanism    %s%s\n", info.Mechanism, scram)
 	fmt.Fprintf(w, "  round trips  %d after TLS", info.RoundTrips)
 	if info.StartTLSRoundTrips > 0 {
 		fmt.Fprintf(w, " (+%d for STARTTLS)", info.StartTLSRoundTrips)
