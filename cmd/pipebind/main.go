@@ -5,6 +5,7 @@
 //	pipebind demo [flags]        run the embedded test server and compare logins
 //	pipebind sync [flags] JID    reconcile the local message cache with the archive
 //	pipebind history [flags] JID list cached messages
+//	pipebind bench [flags]       benchmark logins through an emulated network
 //
 // Run "pipebind COMMAND -h" for a command's flags.
 package main
@@ -40,6 +41,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = syncCmd(ctx, args[1:], stdout, stderr)
 	case "history":
 		err = history(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = bench(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0
@@ -66,6 +69,7 @@ commands:
   demo [flags]        log in to an embedded test server with each path, cold and warm
   sync [flags] JID    log in and bring the local message cache level with the archive
   history [flags] JID list the messages held in the local cache
+  bench [flags]       benchmark logins through an emulated network (see BENCHMARKS.md)
 
 Run "pipebind COMMAND -h" for the flags of a command.
 `)

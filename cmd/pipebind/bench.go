@@ -1,0 +1,654 @@
+package main
+
+// pipebind bench: login benchmarks through an emulated network path
+// (internal/netem) against a real Prosody 13 (-prosody) and the
+// in-process server, the physical floor of a login, and a reconnect storm.
+// See BENCHMARKS.md; scripts/bench regenerates it.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pipebind/pipebind/internal/netem"
+	"github.com/pipebind/pipebind/internal/prosodytest"
+	"github.com/pipebind/pipebind/internal/xmpptest"
+)
+
+// benchClient is one row kind.
+type benchClient struct {
+	name    string
+	goxmpp  bool   // run by the go-xmpp peer of the nested module
+	draft   bool   // needs the XEP-0386 v0.3.0 in-process server
+	pending string // not implemented yet: the row is printed empty
+	servers []string
+}
+
+var (
+	both     = []string{"prosody", "inproc"}
+	prosOnly = []string{"prosody"}
+	inOnly   = []string{"inproc"}
+)
+
+// benchClients lists the rows in display order. FAST and cached SCRAM
+// keys are not implemented in pipebind yet; their rows are reserved.
+var benchClients = []benchClient{
+	{name: "floor", servers: both},
+	{name: "pipebind-warm-fast", pending: "FAST tokens not implemented yet", servers: both},
+	{name: "pipebind-warm-plain", servers: both},
+	{name: "pipebind-warm-scram", servers: both},
+	{name: "pipebind-cold", servers: both},
+	{name: "pipebind-bind2-draft", draft: true, servers: inOnly},
+	{name: "pipebind-classic", servers: both},
+	{name: "mellium-classic", servers: both},
+	{name: "goxmpp-fast", goxmpp: true, servers: prosOnly},
+	{name: "goxmpp-plain", goxmpp: true, servers: both},
+	{name: "goxmpp-scram", goxmpp: true, servers: both},
+}
+
+// benchRow is the result of one client kind at one RTT on one server.
+type benchRow struct {
+	Server   string  `json:"server"`
+	RTTms    float64 `json:"rtt_ms"`
+	Client   string  `json:"client"`
+	Pending  string  `json:"pending,omitempty"`
+	N        int     `json:"n"`
+	Failed   int     `json:"failed"`
+	FirstErr string  `json:"first_err,omitempty"`
+	MedianMS float64 `json:"median_ms"`
+	P95MS    float64 `json:"p95_ms"`
+	// RoundTrips: client flights counted on the proxy up to the end of the
+	// login, minus one per connection for the TLS 1.3 handshake (median).
+	RoundTrips float64 `json:"round_trips"`
+	Flights    float64 `json:"flights"`
+	Conns      float64 `json:"conns"`
+	BytesUp    float64 `json:"bytes_up"`
+	BytesDown  float64 `json:"bytes_down"`
+	CPUms      float64 `json:"cpu_ms"`
+	Allocs     float64 `json:"allocs"`
+	AllocKB    float64 `json:"alloc_kb"`
+	ClientRT   float64 `json:"client_reported_round_trips,omitempty"`
+	Path       string  `json:"path,omitempty"`
+	Mechanism  string  `json:"mechanism,omitempty"`
+	TLS        string  `json:"tls,omitempty"`
+	VsFloor    float64 `json:"vs_floor,omitempty"`
+
+	ns                             []int64
+	rts, fl, cn, up, down, cpu, al []float64
+	alb, crt                       []float64
+}
+
+type stormResult struct {
+	N            int     `json:"n"`
+	RTTms        float64 `json:"rtt_ms"`
+	OK           int     `json:"ok"`
+	Failed       int     `json:"failed"`
+	FirstErr     string  `json:"first_err,omitempty"`
+	P50MS        float64 `json:"p50_ms"`
+	P99MS        float64 `json:"p99_ms"`
+	MaxMS        float64 `json:"max_ms"`
+	WallMS       float64 `json:"wall_ms"`
+	PeakRSSMiB   float64 `json:"client_peak_rss_mib"`
+	PerSessionKB float64 `json:"client_kib_per_idle_session"`
+	Goroutines   int     `json:"client_goroutines"`
+}
+
+type benchReport struct {
+	Command string       `json:"command"`
+	Date    string       `json:"date"`
+	Machine machineInfo  `json:"machine"`
+	Rows    []*benchRow  `json:"rows"`
+	Ratios  []ratioRow   `json:"ratios"`
+	Storm   *stormResult `json:"storm,omitempty"`
+	Notes   []string     `json:"notes,omitempty"`
+}
+
+type machineInfo struct {
+	CPU     string `json:"cpu"`
+	Cores   int    `json:"cores"`
+	OS      string `json:"os"`
+	Go      string `json:"go"`
+	Prosody string `json:"prosody,omitempty"`
+}
+
+type ratioRow struct {
+	Server         string  `json:"server"`
+	RTTms          float64 `json:"rtt_ms"`
+	FloorMS        float64 `json:"floor_ms"`
+	PipebindMS     float64 `json:"pipebind_warm_ms"`
+	VsFloor        float64 `json:"pipebind_vs_floor"`
+	GoxmppBest     string  `json:"goxmpp_best,omitempty"`
+	VsGoxmppBest   float64 `json:"goxmpp_best_over_pipebind,omitempty"`
+	VsGoxmppSCRAM  float64 `json:"goxmpp_scram_over_pipebind,omitempty"`
+	VsMellium      float64 `json:"mellium_classic_over_pipebind,omitempty"`
+	VsClassicOwn   float64 `json:"pipebind_classic_over_pipebind,omitempty"`
+	PipebindClient string  `json:"pipebind_client"`
+}
+
+type benchOpts struct {
+	n, warmup   int
+	rtts        []time.Duration
+	jitter      time.Duration
+	bandwidth   int64
+	prosody     bool
+	inproc      bool
+	goxmpp      string
+	only        []string
+	storm       int
+	stormRTT    time.Duration
+	timeout     time.Duration
+	jsonOut     bool
+	markdown    string
+	inprocPeers bool
+	command     string
+	peer        peerConfig
+}
+
+func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o benchOpts
+	var rtts, only string
+	fs.IntVar(&o.n, "n", 20, "timed logins per client and RTT")
+	fs.IntVar(&o.warmup, "warmup", 1, "untimed logins first (they fill the warm clients' caches)")
+	fs.StringVar(&rtts, "rtt", "20ms,50ms,100ms", "emulated round-trip times, comma-separated")
+	fs.DurationVar(&o.jitter, "jitter", 0, "one-way jitter (uniform ±)")
+	fs.Int64Var(&o.bandwidth, "bandwidth", 0, "bytes/s per direction (0: unlimited)")
+	fs.BoolVar(&o.prosody, "prosody", false, "also start a Prosody 13 (internal/prosodytest) and bench against it")
+	fs.BoolVar(&o.inproc, "inproc", true, "bench against the in-process server")
+	fs.StringVar(&o.goxmpp, "goxmpp", "", "go-xmpp peer binary (cd bench && go build ./cmd/goxmpp-peer); empty skips the go-xmpp rows")
+	fs.StringVar(&only, "clients", "", "comma-separated client kinds to run (default all)")
+	fs.IntVar(&o.storm, "storm", 0, "reconnect storm: this many concurrent bot logins to the in-process server (0: skip)")
+	fs.DurationVar(&o.stormRTT, "storm-rtt", 50*time.Millisecond, "RTT of the storm")
+	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "per-login timeout")
+	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON object instead of the table")
+	fs.StringVar(&o.markdown, "markdown", "", "also write the report as Markdown to this file (BENCHMARKS.md)")
+	fs.BoolVar(&o.inprocPeers, "inprocess-peers", false, "run the pipebind clients in this process (tests; CPU and allocations then include the servers and the proxy)")
+	fs.StringVar(&o.peer.Kind, "peer", "", "internal: serve the peer protocol for this client kind on stdin/stdout")
+	fs.StringVar(&o.peer.Addr, "addr", "", "internal (-peer): proxy address")
+	fs.StringVar(&o.peer.Domain, "domain", "", "internal (-peer): XMPP domain")
+	fs.StringVar(&o.peer.CAFile, "ca", "", "internal (-peer): CA PEM file")
+	fs.StringVar(&o.peer.User, "user", "", "internal (-peer): localpart")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return errUsage
+	}
+	// main handles only os.Interrupt; a SIGTERM (timeout(1), CI) must
+	// still stop Prosody and the peers.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
+	defer stop()
+	if o.peer.Kind != "" {
+		o.peer.Password = os.Getenv(benchPasswordEnv)
+		o.peer.Timeout = o.timeout
+		return runPeer(ctx, o.peer, os.Stdin, stdout)
+	}
+	for _, s := range strings.Split(rtts, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return fmt.Errorf("-rtt: bad duration %q", s)
+		}
+		o.rtts = append(o.rtts, d)
+	}
+	if only != "" {
+		o.only = strings.Split(only, ",")
+	}
+	if o.n < 1 {
+		return errors.New("-n must be at least 1")
+	}
+	o.command = "pipebind bench " + strings.Join(args, " ")
+	if o.goxmpp != "" {
+		o.command = strings.ReplaceAll(o.command, o.goxmpp, filepath.Base(o.goxmpp))
+	}
+	rep, err := runBench(ctx, o, stderr)
+	if err != nil {
+		return err
+	}
+	if o.markdown != "" {
+		if err := os.WriteFile(o.markdown, []byte(renderMarkdown(rep)), 0o644); err != nil {
+			return err
+		}
+	}
+	if o.jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprint(stdout, renderText(rep))
+	return nil
+}
+
+// peerProc is a running peer (a process, or a goroutine with -inprocess-peers).
+type peerProc struct {
+	kind string
+	in   io.WriteCloser
+	dec  *json.Decoder
+	wait func() error
+}
+
+func (p *peerProc) call(cmd string) (peerReply, error) {
+	var r peerReply
+	if _, err := io.WriteString(p.in, cmd+"\n"); err != nil {
+		return r, fmt.Errorf("%s: %w", p.kind, err)
+	}
+	if err := p.dec.Decode(&r); err != nil {
+		return r, fmt.Errorf("%s: peer: %w", p.kind, err)
+	}
+	return r, nil
+}
+
+func (p *peerProc) stop() {
+	p.in.Close()
+	_ = p.wait()
+}
+
+type benchTarget struct {
+	domain, caFile, user, password string
+}
+
+func startPeer(ctx context.Context, o benchOpts, kind string, goxmpp bool, addr string, t benchTarget, stderr io.Writer) (*peerProc, error) {
+	pc := peerConfig{Kind: kind, Addr: addr, Domain: t.domain, CAFile: t.caFile, User: t.user, Password: t.password, Timeout: o.timeout}
+	if o.inprocPeers && !goxmpp {
+		inR, inW := io.Pipe()
+		outR, outW := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			err := runPeer(ctx, pc, inR, outW)
+			outW.CloseWithError(io.EOF)
+			done <- err
+		}()
+		return &peerProc{kind: kind, in: inW, dec: json.NewDecoder(outR), wait: func() error { return <-done }}, nil
+	}
+	var argv []string
+	if goxmpp {
+		argv = []string{o.goxmpp}
+	} else {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		argv = []string{exe, "bench"}
+	}
+	argv = append(argv, "-peer", kind, "-addr", addr, "-domain", t.domain, "-ca", t.caFile, "-user", t.user, "-timeout", o.timeout.String())
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), benchPasswordEnv+"="+t.password)
+	cmd.Stderr = stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	return &peerProc{kind: kind, in: in, dec: json.NewDecoder(bufio.NewReader(out)), wait: cmd.Wait}, nil
+}
+
+func (o benchOpts) wants(c benchClient, server string) bool {
+	if !slices.Contains(c.servers, server) {
+		return false
+	}
+	if c.goxmpp && o.goxmpp == "" {
+		return false
+	}
+	return len(o.only) == 0 || slices.Contains(o.only, c.name) || c.name == "floor"
+}
+
+func runBench(ctx context.Context, o benchOpts, logw io.Writer) (*benchReport, error) {
+	rep := &benchReport{Command: o.command, Date: time.Now().UTC().Format(time.RFC3339), Machine: machine()}
+	tmp, err := os.MkdirTemp("", "pipebind-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	writeCA := func(name string, pem []byte) (string, error) {
+		f := filepath.Join(tmp, name+"-ca.pem")
+		return f, os.WriteFile(f, pem, 0o600)
+	}
+
+	type server struct {
+		name          string
+		addr, draft   string
+		target, dtarg benchTarget
+	}
+	var servers []server
+	if o.prosody {
+		fmt.Fprintln(logw, "bench: starting Prosody")
+		ps, err := prosodytest.Start(ctx, prosodytest.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("prosody: %w", err)
+		}
+		defer ps.Close()
+		ca, err := writeCA("prosody", ps.CAPEM)
+		if err != nil {
+			return nil, err
+		}
+		servers = append(servers, server{name: "prosody", addr: ps.DirectTLSAddr,
+			target: benchTarget{ps.Domain, ca, "alice", ps.Users["alice"]}})
+	}
+	if o.inproc {
+		users := map[string]string{"alice": "alice-pw-1"}
+		std := xmpptest.NewServer(xmpptest.Config{Users: users})
+		defer std.Close()
+		draft := xmpptest.NewServer(xmpptest.Config{Users: users, Bind2Draft: true})
+		defer draft.Close()
+		ca, err := writeCA("inproc", std.CAPEM())
+		if err != nil {
+			return nil, err
+		}
+		dca, err := writeCA("inproc-draft", draft.CAPEM())
+		if err != nil {
+			return nil, err
+		}
+		servers = append(servers, server{name: "inproc", addr: std.DirectTLSAddr(), draft: draft.DirectTLSAddr(),
+			target: benchTarget{std.Domain(), ca, "alice", "alice-pw-1"},
+			dtarg:  benchTarget{draft.Domain(), dca, "alice", "alice-pw-1"}})
+	}
+
+	for _, rtt := range o.rtts {
+		for _, srv := range servers {
+			cfg := netem.Config{Latency: rtt / 2, Jitter: o.jitter, Bandwidth: o.bandwidth}
+			px, err := netem.New(srv.addr, cfg)
+			if err != nil {
+				return nil, err
+			}
+			var dpx *netem.Proxy
+			if srv.draft != "" {
+				if dpx, err = netem.New(srv.draft, cfg); err != nil {
+					px.Close()
+					return nil, err
+				}
+			}
+			rows, err := benchGroup(ctx, o, srv.name, rtt, px, dpx, srv.target, srv.dtarg, rep, logw)
+			px.Close()
+			if dpx != nil {
+				dpx.Close()
+			}
+			if err != nil {
+				return nil, err
+			}
+			rep.Rows = append(rep.Rows, rows...)
+		}
+	}
+	rep.Ratios = ratios(rep.Rows)
+	if o.storm > 0 {
+		st, err := runStorm(ctx, o, tmp, logw)
+		if err != nil {
+			return nil, err
+		}
+		rep.Storm = st
+	}
+	return rep, nil
+}
+
+// benchGroup runs every client kind at one RTT against one server,
+// interleaved: login i of every kind runs before login i+1 of any, so
+// machine noise spreads over all rows alike.
+func benchGroup(ctx context.Context, o benchOpts, server string, rtt time.Duration, px, dpx *netem.Proxy, t, dt benchTarget, rep *benchReport, logw io.Writer) ([]*benchRow, error) {
+	type live struct {
+		row *benchRow
+		p   *peerProc
+		px  *netem.Proxy
+	}
+	var rows []*benchRow
+	var peers []*live
+	defer func() {
+		for _, l := range peers {
+			l.p.stop()
+		}
+	}()
+	for _, c := range benchClients {
+		if !o.wants(c, server) {
+			continue
+		}
+		row := &benchRow{Server: server, RTTms: ms(rtt), Client: c.name, Pending: c.pending}
+		rows = append(rows, row)
+		if c.pending != "" {
+			continue
+		}
+		proxy, target := px, t
+		if c.draft {
+			if dpx == nil {
+				continue
+			}
+			proxy, target = dpx, dt
+		}
+		p, err := startPeer(ctx, o, c.name, c.goxmpp, proxy.Addr(), target, logw)
+		if err != nil {
+			return nil, err
+		}
+		peers = append(peers, &live{row, p, proxy})
+	}
+	fmt.Fprintf(logw, "bench: %s at RTT %v: %d clients × (%d warm-up + %d) logins\n", server, rtt, len(peers), o.warmup, o.n)
+	for i := range o.warmup + o.n {
+		for j := range peers {
+			l := peers[(i+j)%len(peers)]
+			n0 := l.px.NumConns()
+			r, err := l.p.call("login")
+			if err != nil {
+				return nil, err
+			}
+			var st netem.Stats
+			var conns int
+			if r.Err == "" {
+				st, conns = l.px.StatsSinceBefore(n0, time.Unix(0, r.DoneUnixNS))
+			}
+			if _, err := l.p.call("close"); err != nil {
+				return nil, err
+			}
+			if i < o.warmup {
+				if r.Err != "" {
+					fmt.Fprintf(logw, "bench: %s %s warm-up: %s\n", server, l.row.Client, r.Err)
+				}
+				continue
+			}
+			l.row.add(r, st, conns)
+		}
+	}
+	for _, r := range rows {
+		r.finish()
+	}
+	var floor float64
+	for _, r := range rows {
+		if r.Client == "floor" {
+			floor = r.MedianMS
+		}
+	}
+	for _, r := range rows {
+		if floor > 0 && r.MedianMS > 0 {
+			r.VsFloor = r.MedianMS / floor
+		}
+	}
+	return rows, nil
+}
+
+func (r *benchRow) add(p peerReply, st netem.Stats, conns int) {
+	r.N++
+	if p.Err != "" {
+		r.Failed++
+		if r.FirstErr == "" {
+			r.FirstErr = p.Err
+		}
+		return
+	}
+	r.ns = append(r.ns, p.NS)
+	tlsRT := 0
+	if p.TLS == "TLS 1.3" || p.TLS == "" {
+		tlsRT = conns
+	}
+	r.rts = append(r.rts, float64(st.Flights-tlsRT))
+	r.fl = append(r.fl, float64(st.Flights))
+	r.cn = append(r.cn, float64(conns))
+	r.up = append(r.up, float64(st.BytesUp))
+	r.down = append(r.down, float64(st.BytesDown))
+	r.cpu = append(r.cpu, float64(p.CPUNS)/1e6)
+	r.al = append(r.al, float64(p.Allocs))
+	r.alb = append(r.alb, float64(p.AllocBytes)/1024)
+	r.crt = append(r.crt, float64(p.ClientRT))
+	r.Path, r.Mechanism, r.TLS = p.Path, p.Mechanism, p.TLS
+}
+
+func (r *benchRow) finish() {
+	if len(r.ns) == 0 {
+		return
+	}
+	r.MedianMS = ms(percentile(r.ns, 0.5))
+	r.P95MS = ms(percentile(r.ns, 0.95))
+	r.RoundTrips, r.Flights, r.Conns = median(r.rts), median(r.fl), median(r.cn)
+	r.BytesUp, r.BytesDown = median(r.up), median(r.down)
+	r.CPUms, r.Allocs, r.AllocKB, r.ClientRT = median(r.cpu), median(r.al), median(r.alb), median(r.crt)
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// ratios compares pipebind's best warm row with its peers, per server and RTT.
+func ratios(rows []*benchRow) []ratioRow {
+	type key struct {
+		s string
+		r float64
+	}
+	groups := map[key][]*benchRow{}
+	var keys []key
+	for _, r := range rows {
+		k := key{r.Server, r.RTTms}
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	var out []ratioRow
+	for _, k := range keys {
+		get := func(name string) float64 {
+			for _, r := range groups[k] {
+				if r.Client == name && r.Failed == 0 && r.MedianMS > 0 {
+					return r.MedianMS
+				}
+			}
+			return 0
+		}
+		rr := ratioRow{Server: k.s, RTTms: k.r, FloorMS: get("floor")}
+		// The best warm pipebind row (FAST once it exists).
+		for _, name := range []string{"pipebind-warm-fast", "pipebind-warm-plain"} {
+			if v := get(name); v > 0 && (rr.PipebindMS == 0 || v < rr.PipebindMS) {
+				rr.PipebindMS, rr.PipebindClient = v, name
+			}
+		}
+		if rr.PipebindMS == 0 {
+			continue
+		}
+		div := func(v float64) float64 {
+			if v == 0 {
+				return 0
+			}
+			return v / rr.PipebindMS
+		}
+		if rr.FloorMS > 0 {
+			rr.VsFloor = rr.PipebindMS / rr.FloorMS
+		}
+		var best float64
+		for _, name := range []string{"goxmpp-fast", "goxmpp-plain", "goxmpp-scram"} {
+			if v := get(name); v > 0 && (best == 0 || v < best) {
+				best, rr.GoxmppBest = v, name
+			}
+		}
+		rr.VsGoxmppBest = div(best)
+		rr.VsGoxmppSCRAM = div(get("goxmpp-scram"))
+		rr.VsMellium = div(get("mellium-classic"))
+		rr.VsClassicOwn = div(get("pipebind-classic"))
+		out = append(out, rr)
+	}
+	return out
+}
+
+func runStorm(ctx context.Context, o benchOpts, tmp string, logw io.Writer) (*stormResult, error) {
+	users := make(map[string]string, o.storm)
+	for i := range o.storm {
+		users["bot"+strconv.Itoa(i)] = "bot-pw"
+	}
+	srv := xmpptest.NewServer(xmpptest.Config{Users: users})
+	defer srv.Close()
+	ca := filepath.Join(tmp, "storm-ca.pem")
+	if err := os.WriteFile(ca, srv.CAPEM(), 0o600); err != nil {
+		return nil, err
+	}
+	px, err := netem.New(srv.DirectTLSAddr(), netem.Config{Latency: o.stormRTT / 2, Jitter: o.jitter, Bandwidth: o.bandwidth})
+	if err != nil {
+		return nil, err
+	}
+	defer px.Close()
+	fmt.Fprintf(logw, "bench: storm of %d logins at RTT %v\n", o.storm, o.stormRTT)
+	p, err := startPeer(ctx, o, "storm", false, px.Addr(), benchTarget{srv.Domain(), ca, "bot", "bot-pw"}, logw)
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	r, err := p.call("storm " + strconv.Itoa(o.storm))
+	if err != nil {
+		return nil, err
+	}
+	if r.Storm == nil {
+		return nil, fmt.Errorf("storm: %s", r.Err)
+	}
+	if _, err := p.call("close"); err != nil {
+		return nil, err
+	}
+	s := r.Storm
+	res := &stormResult{N: o.storm, RTTms: ms(o.stormRTT), OK: len(s.LoginNS), Failed: s.Failed, FirstErr: s.FirstErr,
+		P50MS: ms(percentile(s.LoginNS, 0.5)), P99MS: ms(percentile(s.LoginNS, 0.99)), MaxMS: ms(percentile(s.LoginNS, 1)),
+		WallMS: float64(s.WallNS) / 1e6, PeakRSSMiB: float64(s.MaxRSS) / (1 << 20), Goroutines: s.Goroutines}
+	if res.OK > 0 && s.IdleBytes > s.BaseBytes {
+		res.PerSessionKB = float64(s.IdleBytes-s.BaseBytes) / float64(res.OK) / 1024
+	}
+	return res, nil
+}
+
+func machine() machineInfo {
+	m := machineInfo{Cores: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				if _, v, ok := strings.Cut(l, ":"); ok {
+					m.CPU = strings.TrimSpace(v)
+				}
+				break
+			}
+		}
+	}
+	if out, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", "prosody").Output(); err == nil {
+		m.Prosody = strings.TrimSpace(string(out))
+	}
+	return m
+}

@@ -1,0 +1,480 @@
+package main
+
+// The client side of "pipebind bench": each client kind runs in its own
+// peer process (pipebind bench -peer KIND), so its CPU time, allocations
+// and memory are its own, not those of the proxy or the in-process server
+// that run in the parent. The parent drives a peer with one command per
+// line on its stdin and reads one JSON object per line (peerReply) from
+// its stdout:
+//
+//	login     log in once; the reply carries the measurement
+//	close     close the session of the last login
+//	storm N   log in N bots (USER0 ... USER{N-1}) at once and keep them idle
+//	          (reply: stormReply); "close" closes them all
+//
+// The go-xmpp peer of the nested module bench/ (bench/cmd/goxmpp-peer)
+// speaks the same protocol, which keeps go-xmpp out of this module.
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"mellium.im/sasl"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+
+	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/client"
+	"github.com/pipebind/pipebind/login"
+)
+
+// peerConfig is what a peer needs to log in. The password comes from the
+// environment (benchPasswordEnv), never from a flag.
+type peerConfig struct {
+	Kind     string
+	Addr     string // the proxy
+	Domain   string
+	CAFile   string
+	User     string
+	Password string
+	Timeout  time.Duration
+}
+
+const benchPasswordEnv = "PIPEBIND_BENCH_PASSWORD"
+
+// peerReply is one line of a peer's answer.
+type peerReply struct {
+	Err string `json:"err,omitempty"`
+	// Login: wall time of the login, when it ended (Unix ns, for the
+	// proxy's counters), the peer process's CPU time and allocations
+	// during it, and what the client reports.
+	NS         int64  `json:"ns,omitempty"`
+	DoneUnixNS int64  `json:"done_unix_ns,omitempty"`
+	CPUNS      int64  `json:"cpu_ns,omitempty"`
+	Allocs     uint64 `json:"allocs,omitempty"`
+	AllocBytes uint64 `json:"alloc_bytes,omitempty"`
+	Path       string `json:"path,omitempty"`
+	Mechanism  string `json:"mechanism,omitempty"`
+	ClientRT   int    `json:"client_rt,omitempty"`
+	TLS        string `json:"tls,omitempty"`
+
+	Storm *stormReply `json:"storm,omitempty"`
+}
+
+// stormReply reports a storm of concurrent logins.
+type stormReply struct {
+	LoginNS  []int64 `json:"login_ns"`
+	Failed   int     `json:"failed"`
+	FirstErr string  `json:"first_err,omitempty"`
+	WallNS   int64   `json:"wall_ns"`
+	// BaseBytes and IdleBytes are HeapInuse+StackInuse after a GC, before
+	// the storm and with every session logged in and idle.
+	BaseBytes  uint64 `json:"base_bytes"`
+	IdleBytes  uint64 `json:"idle_bytes"`
+	MaxRSS     int64  `json:"max_rss_bytes"`
+	Goroutines int    `json:"goroutines"`
+}
+
+// loginInfo is what a client reports about a login.
+type loginInfo struct {
+	path, mech, tls string
+	rt              int
+}
+
+// peerClient logs in and out, one session at a time.
+type peerClient interface {
+	login(ctx context.Context) (loginInfo, error)
+	close() error
+}
+
+// pipebindKinds maps a pipebind client kind to its configuration.
+var pipebindKinds = map[string]struct {
+	path  login.Path
+	mechs []string
+	cache bool
+}{
+	"pipebind-warm-plain":  {login.PathSASL2, []string{"PLAIN"}, true},
+	"pipebind-warm-scram":  {login.PathSASL2, []string{"SCRAM-SHA-256", "SCRAM-SHA-1"}, true},
+	"pipebind-cold":        {login.PathSASL2, []string{"PLAIN"}, false},
+	"pipebind-bind2-draft": {login.PathBind2Draft, []string{"PLAIN"}, true},
+	"pipebind-classic":     {login.PathClassic, []string{"PLAIN"}, true},
+}
+
+func tlsConfigFromCA(file, domain string) (*tls.Config, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no certificate in %s", file)
+	}
+	return &tls.Config{RootCAs: pool, ServerName: domain, MinVersion: tls.VersionTLS12}, nil
+}
+
+func newPeerClient(ctx context.Context, pc peerConfig, tmp string) (peerClient, error) {
+	tlsCfg, err := tlsConfigFromCA(pc.CAFile, pc.Domain)
+	if err != nil {
+		return nil, err
+	}
+	if k, ok := pipebindKinds[pc.Kind]; ok {
+		cfg, err := pipebindConfig(ctx, pc, tlsCfg, tmp, k.path, k.mechs, k.cache)
+		if err != nil {
+			return nil, err
+		}
+		return &pbPeer{cfg: cfg}, nil
+	}
+	switch pc.Kind {
+	case "mellium-classic":
+		return &melliumPeer{pc: pc, tls: tlsCfg}, nil
+	case "floor":
+		return &floorPeer{pc: pc, tls: tlsCfg}, nil
+	}
+	return nil, fmt.Errorf("unknown client kind %q", pc.Kind)
+}
+
+func pipebindConfig(ctx context.Context, pc peerConfig, tlsCfg *tls.Config, tmp string, path login.Path, mechs []string, withCache bool) (client.Config, error) {
+	cfg := client.Config{
+		JID:        jid.MustParse(pc.User + "@" + pc.Domain),
+		Password:   pc.Password,
+		Addr:       pc.Addr,
+		TLS:        client.TLSDirect,
+		TLSConfig:  tlsCfg,
+		Path:       path,
+		Mechanisms: mechs,
+		NoSync:     true,
+		NoPresence: true,
+		Timeout:    pc.Timeout,
+	}
+	if withCache {
+		db, err := cache.Open(ctx, filepath.Join(tmp, "cache.db"))
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Cache = db
+	}
+	return cfg, nil
+}
+
+type pbPeer struct {
+	cfg client.Config
+	c   *client.Client
+}
+
+func (p *pbPeer) login(ctx context.Context) (loginInfo, error) {
+	c, err := client.Dial(ctx, p.cfg)
+	if err != nil {
+		return loginInfo{}, err
+	}
+	p.c = c
+	in := c.Info()
+	return loginInfo{path: in.Path.String(), mech: in.Mechanism, tls: in.TLSVersion, rt: in.RoundTrips}, nil
+}
+
+func (p *pbPeer) close() error {
+	if p.c == nil {
+		return nil
+	}
+	err := p.c.Close()
+	p.c = nil
+	return err
+}
+
+func dialTLS(ctx context.Context, addr string, cfg *tls.Config) (*tls.Conn, error) {
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = raw.(*net.TCPConn).SetNoDelay(true)
+	cfg = cfg.Clone()
+	cfg.NextProtos = []string{"xmpp-client"}
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// melliumPeer is mellium.im/xmpp's own negotiation (NewClientSession with
+// SASL PLAIN and resource binding): the classic RFC 6120 sequence.
+type melliumPeer struct {
+	pc   peerConfig
+	tls  *tls.Config
+	conn *tls.Conn
+	sess *xmpp.Session
+}
+
+func (p *melliumPeer) login(ctx context.Context) (loginInfo, error) {
+	tc, err := dialTLS(ctx, p.pc.Addr, p.tls)
+	if err != nil {
+		return loginInfo{}, err
+	}
+	sess, err := xmpp.NewClientSession(ctx, jid.MustParse(p.pc.User+"@"+p.pc.Domain), tc,
+		xmpp.SASL("", p.pc.Password, sasl.Plain), xmpp.BindResource())
+	if err != nil {
+		tc.Close()
+		return loginInfo{}, err
+	}
+	p.conn, p.sess = tc, sess
+	return loginInfo{path: "classic", mech: "PLAIN", tls: tls.VersionName(tc.ConnectionState().Version)}, nil
+}
+
+func (p *melliumPeer) close() error {
+	if p.sess == nil {
+		return nil
+	}
+	_ = p.sess.Close()
+	err := p.conn.Close()
+	p.sess, p.conn = nil, nil
+	return err
+}
+
+// floorPeer is the physical floor of a login: TCP connect, TLS handshake
+// and one application round trip pipelined like a login (the stream
+// header written right after the handshake, read until the server's
+// </stream:features>).
+type floorPeer struct {
+	pc   peerConfig
+	tls  *tls.Config
+	conn *tls.Conn
+}
+
+func (p *floorPeer) login(ctx context.Context) (loginInfo, error) {
+	tc, err := dialTLS(ctx, p.pc.Addr, p.tls)
+	if err != nil {
+		return loginInfo{}, err
+	}
+	p.conn = tc
+	header := fmt.Sprintf("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='%s'>", p.pc.Domain)
+	if _, err := tc.Write([]byte(header)); err != nil {
+		return loginInfo{}, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = tc.SetReadDeadline(dl)
+	}
+	d := xml.NewDecoder(tc)
+	for {
+		tok, err := d.RawToken()
+		if err != nil {
+			return loginInfo{}, err
+		}
+		if end, ok := tok.(xml.EndElement); ok && end.Name.Local == "features" {
+			return loginInfo{path: "floor", tls: tls.VersionName(tc.ConnectionState().Version), rt: 1}, nil
+		}
+	}
+}
+
+func (p *floorPeer) close() error {
+	if p.conn == nil {
+		return nil
+	}
+	err := p.conn.Close()
+	p.conn = nil
+	return err
+}
+
+// cpuTime is the process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func maxRSS() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024 // KiB on Linux
+}
+
+func measureLogin(ctx context.Context, c peerClient) peerReply {
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	cpu0 := cpuTime()
+	t0 := time.Now()
+	li, err := c.login(ctx)
+	d := time.Since(t0)
+	done := time.Now()
+	cpu1 := cpuTime()
+	runtime.ReadMemStats(&m1)
+	if err != nil {
+		return peerReply{Err: oneLine(err)}
+	}
+	return peerReply{
+		NS: int64(d), DoneUnixNS: done.UnixNano(), CPUNS: int64(cpu1 - cpu0),
+		Allocs: m1.Mallocs - m0.Mallocs, AllocBytes: m1.TotalAlloc - m0.TotalAlloc,
+		Path: li.path, Mechanism: li.mech, ClientRT: li.rt, TLS: li.tls,
+	}
+}
+
+// runPeer serves the peer protocol on in/out until in ends.
+func runPeer(ctx context.Context, pc peerConfig, in io.Reader, out io.Writer) error {
+	tmp, err := os.MkdirTemp("", "pipebind-bench-peer-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	var c peerClient
+	var stormClients []*client.Client
+	enc := json.NewEncoder(out)
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		var r peerReply
+		switch f[0] {
+		case "login":
+			if c == nil {
+				if c, err = newPeerClient(ctx, pc, tmp); err != nil {
+					return err
+				}
+			}
+			lctx, cancel := context.WithTimeout(ctx, pc.Timeout)
+			r = measureLogin(lctx, c)
+			cancel()
+		case "close":
+			if c != nil {
+				if err := c.close(); err != nil {
+					r.Err = oneLine(err)
+				}
+			}
+			closeAll(stormClients)
+			stormClients = nil
+		case "storm":
+			n, _ := strconv.Atoi(f[1])
+			var sr *stormReply
+			sr, stormClients, err = storm(ctx, pc, tmp, n)
+			if err != nil {
+				r.Err = oneLine(err)
+			}
+			r.Storm = sr
+		default:
+			r.Err = "unknown command " + f[0]
+		}
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	if c != nil {
+		c.close()
+	}
+	closeAll(stormClients)
+	return sc.Err()
+}
+
+// closeAll closes the clients concurrently: each Close waits up to a round
+// trip for the server's </stream>.
+func closeAll(cs []*client.Client) {
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() { c.Close() })
+	}
+	wg.Wait()
+}
+
+func heapAndStacks() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
+}
+
+// storm logs pc.User+"0" ... in at once with pipebind warm PLAIN (one
+// shared feature cache, filled by a first, untimed login of bot 0).
+func storm(ctx context.Context, pc peerConfig, tmp string, n int) (*stormReply, []*client.Client, error) {
+	tlsCfg, err := tlsConfigFromCA(pc.CAFile, pc.Domain)
+	if err != nil {
+		return nil, nil, err
+	}
+	base, err := pipebindConfig(ctx, pc, tlsCfg, tmp, login.PathSASL2, []string{"PLAIN"}, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	warm := base
+	warm.JID = jid.MustParse(pc.User + "0@" + pc.Domain)
+	c, err := client.Dial(ctx, warm)
+	if err != nil {
+		return nil, nil, fmt.Errorf("warm-up login: %w", err)
+	}
+	c.Close()
+	r := &stormReply{LoginNS: make([]int64, n), BaseBytes: heapAndStacks()}
+	clients := make([]*client.Client, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		cfg := base
+		cfg.JID = jid.MustParse(pc.User + strconv.Itoa(i) + "@" + pc.Domain)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			t0 := time.Now()
+			clients[i], errs[i] = client.Dial(ctx, cfg)
+			r.LoginNS[i] = int64(time.Since(t0))
+		}()
+	}
+	t0 := time.Now()
+	close(start)
+	wg.Wait()
+	r.WallNS = int64(time.Since(t0))
+	var ok []*client.Client
+	var okNS []int64
+	for i := range n {
+		if errs[i] != nil {
+			r.Failed++
+			if r.FirstErr == "" {
+				r.FirstErr = oneLine(errs[i])
+			}
+			continue
+		}
+		ok = append(ok, clients[i])
+		okNS = append(okNS, r.LoginNS[i])
+	}
+	r.LoginNS = okNS
+	time.Sleep(500 * time.Millisecond) // let post-login traffic settle: idle sessions
+	r.IdleBytes = heapAndStacks()
+	r.MaxRSS = maxRSS()
+	r.Goroutines = runtime.NumGoroutine()
+	if r.Failed > 0 {
+		err = errors.New(r.FirstErr)
+	}
+	return r, ok, err
+}
+
+// percentile of sorted-able durations (nearest rank).
+func percentile(ns []int64, p float64) time.Duration {
+	if len(ns) == 0 {
+		return 0
+	}
+	s := append([]int64(nil), ns...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	k := int(p*float64(len(s))+0.999999) - 1
+	k = max(0, min(k, len(s)-1))
+	return time.Duration(s[k])
+}
