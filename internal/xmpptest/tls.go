@@ -2,17 +2,13 @@ package xmpptest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"time"
+
+	"github.com/pipebind/pipebind/internal/testcert"
 )
 
 // certs is the generated PKI: a self-signed CA and a leaf for the domain.
@@ -25,79 +21,11 @@ type certs struct {
 // newCerts generates an ECDSA P-256 CA and a leaf certificate for domain,
 // "localhost" and 127.0.0.1, valid for a day around now.
 func newCerts(domain string) (*certs, error) {
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pki, err := testcert.New("xmpptest", domain)
 	if err != nil {
 		return nil, err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "xmpptest CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: domain},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{domain},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	if ip := net.ParseIP(domain); ip != nil {
-		leafTmpl.DNSNames = nil
-		leafTmpl.IPAddresses = append(leafTmpl.IPAddresses, ip)
-	}
-	if domain != "localhost" {
-		leafTmpl.DNSNames = append(leafTmpl.DNSNames, "localhost")
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	leaf, err := x509.ParseCertificate(leafDER)
-	if err != nil {
-		return nil, err
-	}
-
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return &certs{
-		caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		pool:  pool,
-		server: tls.Certificate{
-			Certificate: [][]byte{leafDER, caDER},
-			PrivateKey:  leafKey,
-			Leaf:        leaf,
-		},
-	}, nil
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		panic(fmt.Sprintf("xmpptest: serial: %v", err)) // crypto/rand does not fail
-	}
-	return n
+	return &certs{caPEM: pki.CAPEM, pool: pki.Pool, server: pki.Server}, nil
 }
 
 // serverTLSConfig returns the server side config. It answers ALPN
