@@ -64,6 +64,11 @@ type Features struct {
 	SM bool `json:"sm,omitempty"`
 	// CSI reports XEP-0352 client state indication as a stream feature.
 	CSI bool `json:"csi,omitempty"`
+
+	// NoPipeline records that the server refused a pipelined login (a
+	// stream error before it had sent its features): the next logins read
+	// the features before they write anything else.
+	NoPipeline bool `json:"no_pipeline,omitempty"`
 }
 
 // Normalize puts f in its canonical form, in place: Domain is lower-cased,

@@ -69,6 +69,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		} else if ok {
 			cached = &f
 		}
+	}
+	stored := cached // what the cache holds, to know whether to write
+	if db != nil {
 		if uaID, err = db.InstallationID(ctx); err != nil {
 			log.Warn().Err(err).Msg("no installation id; omitting the SASL2 user-agent")
 			uaID = ""
@@ -125,6 +128,18 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		info.Timings.Login = time.Since(loginStart)
 		if err != nil {
 			tc.conn.Close()
+			var serr *login.StreamError
+			if attempt == 1 && cached != nil && !cached.NoPipeline && errors.As(err, &serr) &&
+				(serr.Condition == "policy-violation" || serr.Condition == "unsupported-stanza-type") {
+				// A server that refuses pipelined data (or did not expect
+				// what the cache planned): once more, features first, and
+				// remember it.
+				log.Info().Str("condition", serr.Condition).Msg("the server refused the pipelined login; retrying without pipelining")
+				f := *cached
+				f.NoPipeline = true
+				cached = &f
+				continue
+			}
 			if se, ok := login.IsStale(err); ok && attempt == 1 {
 				// The server changed since the cache was written. Retry
 				// once, planned from what it offers now; the cache is only
@@ -157,7 +172,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			f := res.Features
 			f.Domain = domain
 			f.SeenAt = time.Now().UTC()
-			if cached == nil || !cached.Equal(f) {
+			if stored == nil || !stored.Equal(f) {
 				if err := db.PutFeatures(ctx, f); err != nil {
 					log.Warn().Err(err).Msg("could not store features")
 				}

@@ -195,3 +195,29 @@ func clientGoroutines() string {
 }
 
 var _ = cache.Features{}
+
+// TestFaultRefusePipelined: a server that refuses pipelined data costs one
+// reconnect, once; the cache then remembers it and later logins read the
+// features first.
+func TestFaultRefusePipelined(t *testing.T) {
+	ctx := context.Background()
+	s := newTestServer(t, xmpptest.Config{Fault: func(int) xmpptest.Fault { return xmpptest.Fault{RefusePipelined: true} }})
+	db := openCache(t)
+	cfg := testConfig(t, s, "alice", db)
+	cfg.NoSync, cfg.NoPresence, cfg.Mechanisms = true, true, []string{"PLAIN"}
+	for i, want := range []struct{ attempts, rt int }{{1, 2}, {2, 2}, {1, 2}} {
+		c, err := client.Dial(ctx, cfg)
+		if err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+		info := c.Info()
+		c.Close()
+		if info.Attempts != want.attempts || info.RoundTrips != want.rt {
+			t.Errorf("login %d: %d attempts, %d round trips; want %d, %d", i, info.Attempts, info.RoundTrips, want.attempts, want.rt)
+		}
+	}
+	f, ok, err := db.Features(ctx, s.Domain())
+	if err != nil || !ok || !f.NoPipeline {
+		t.Errorf("cache: %+v %v %v, want NoPipeline", f, ok, err)
+	}
+}

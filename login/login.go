@@ -291,6 +291,10 @@ func (n *negotiation) run(ctx context.Context, r *reader) error {
 	cached := n.cfg.Features
 	var live cache.Features
 	var p plan
+	if cached != nil && cached.NoPipeline {
+		// The server refuses pipelined data: read its features first.
+		cached = nil
+	}
 	if cached != nil {
 		var err error
 		p, err = n.plan(*cached)
@@ -346,6 +350,7 @@ func (n *negotiation) run(ctx context.Context, r *reader) error {
 		}
 	}
 	n.res.Features = live
+	n.res.Features.NoPipeline = n.cfg.Features != nil && n.cfg.Features.NoPipeline
 	n.res.Mechanism = p.mech
 	switch p.path {
 	case PathSASL2:
