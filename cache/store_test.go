@@ -28,6 +28,7 @@ func fullFeatures() Features {
 		ClassicBind:     true,
 		SM:              true,
 		CSI:             true,
+		NoPipeline:      true,
 	}
 }
 
