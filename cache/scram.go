@@ -80,3 +80,58 @@ func (db *DB) ForgetScramKeys(ctx context.Context, account string) error {
 	}
 	return nil
 }
+
+// StoredKey describes stored SCRAM keys without the keys themselves.
+type StoredKey struct {
+	Account    string
+	Mechanism  string
+	Iterations int
+	Updated    time.Time
+}
+
+// ListScramKeys lists the stored SCRAM keys (never the key material), for
+// tools such as pipebind cache show.
+func (db *DB) ListScramKeys(ctx context.Context) ([]StoredKey, error) {
+	h, err := db.handle()
+	if err != nil {
+		return nil, fmt.Errorf("cache: list scram keys: %w", err)
+	}
+	rows, err := h.QueryContext(ctx, `SELECT account, mechanism, iterations, updated_at FROM scram_keys ORDER BY account, mechanism`)
+	if err != nil {
+		return nil, fmt.Errorf("cache: list scram keys: %w", err)
+	}
+	defer rows.Close()
+	var out []StoredKey
+	for rows.Next() {
+		var k StoredKey
+		var ts int64
+		if err := rows.Scan(&k.Account, &k.Mechanism, &k.Iterations, &ts); err != nil {
+			return nil, fmt.Errorf("cache: list scram keys: %w", err)
+		}
+		k.Updated = time.Unix(ts, 0).UTC()
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// Accounts lists the accounts with a sync cursor or stored messages.
+func (db *DB) Accounts(ctx context.Context) ([]string, error) {
+	h, err := db.handle()
+	if err != nil {
+		return nil, fmt.Errorf("cache: accounts: %w", err)
+	}
+	rows, err := h.QueryContext(ctx, `SELECT account FROM sync_state UNION SELECT DISTINCT account FROM messages ORDER BY 1`)
+	if err != nil {
+		return nil, fmt.Errorf("cache: accounts: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var a string
+		if err := rows.Scan(&a); err != nil {
+			return nil, fmt.Errorf("cache: accounts: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}

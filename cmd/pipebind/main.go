@@ -41,6 +41,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = syncCmd(ctx, args[1:], stdout, stderr)
 	case "history":
 		err = history(ctx, args[1:], stdout, stderr)
+	case "cache":
+		err = cacheCmd(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = bench(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
@@ -69,6 +71,7 @@ commands:
   demo [flags]        log in to an embedded test server with each path, cold and warm
   sync [flags] JID    log in and bring the local message cache level with the archive
   history [flags] JID list the messages held in the local cache
+  cache show|forget   inspect or delete what the cache stores (keys redacted)
   bench [flags]       benchmark logins through an emulated network (see BENCHMARKS.md)
 
 Run "pipebind COMMAND -h" for the flags of a command.

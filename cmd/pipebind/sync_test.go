@@ -90,3 +90,60 @@ func TestSyncAndHistory(t *testing.T) {
 		t.Errorf("history text:\n%s", stdout.String())
 	}
 }
+
+func TestCacheShowForget(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := xmpptest.NewServer(xmpptest.Config{Users: map[string]string{"alice": "s3cret-pw"}})
+	defer srv.Close()
+	srv.InjectArchiveBulk("alice", "bob@localhost", 5, true)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, srv.CAPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "c.db")
+	t.Setenv("PIPEBIND_PASSWORD", "s3cret-pw")
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, []string{"sync", "-addr", srv.DirectTLSAddr(), "-tls", "direct", "-ca", ca, "-cache", db, "-mech", "SCRAM-SHA-256", "alice@localhost"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("sync: exit %d: %s", code, stderr.String())
+	}
+	stdout.Reset()
+	if code := run(ctx, []string{"cache", "-cache", db, "-json", "show"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("show: exit %d: %s", code, stderr.String())
+	}
+	var shown struct {
+		Features  []struct{ Domain string } `json:"features"`
+		ScramKeys []struct {
+			Account, Mechanism, Keys string
+		} `json:"scram_keys"`
+		Accounts []struct {
+			JID      string `json:"jid"`
+			Messages int    `json:"messages"`
+		} `json:"accounts"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &shown); err != nil {
+		t.Fatal(err)
+	}
+	if len(shown.Features) != 1 || len(shown.ScramKeys) != 1 || shown.ScramKeys[0].Keys != "[redacted]" ||
+		len(shown.Accounts) != 1 || shown.Accounts[0].Messages != 5 {
+		t.Errorf("show: %s", stdout.String())
+	}
+	if strings.Contains(stdout.String(), "s3cret") {
+		t.Error("show prints the password")
+	}
+	stdout.Reset()
+	if code := run(ctx, []string{"cache", "-cache", db, "forget", "alice@localhost"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("forget: exit %d: %s", code, stderr.String())
+	}
+	stdout.Reset()
+	if code := run(ctx, []string{"cache", "-cache", db, "-json", "show"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("show: exit %d", code)
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &shown); err != nil {
+		t.Fatal(err)
+	}
+	if len(shown.Features) != 0 || len(shown.ScramKeys) != 0 {
+		t.Errorf("after forget: %s", stdout.String())
+	}
+}
