@@ -252,3 +252,34 @@ func TestIntegrationProsodyClassic(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestIntegrationProsodyScramKeys: the second SCRAM login to Prosody uses
+// the cached keys: zero PBKDF2 derivations (counted), server still verified.
+func TestIntegrationProsodyScramKeys(t *testing.T) {
+	srv := prosodytest.StartT(t, prosodytest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := client.Config{
+		JID: jid.MustParse("alice@" + srv.Domain), Password: srv.Users["alice"],
+		Addr: srv.DirectTLSAddr, TLS: client.TLSDirect, TLSConfig: srv.TLSConfig(),
+		CachePath: filepath.Join(t.TempDir(), "cache.db"), NoSync: true,
+	}
+	for _, mech := range []string{"SCRAM-SHA-1", "SCRAM-SHA-1-PLUS"} {
+		cfg.Mechanisms = []string{mech}
+		for i, wantCalls := range []uint64{1, 0} {
+			before := login.PBKDF2Calls()
+			c, err := client.Dial(ctx, cfg)
+			if err != nil {
+				t.Fatalf("%s login %d: %v", mech, i, err)
+			}
+			c.Close()
+			if calls := login.PBKDF2Calls() - before; calls != wantCalls || c.Info().Mechanism != mech {
+				// The keys are shared by SCRAM-SHA-1 and -PLUS: the PLUS
+				// logins find them already.
+				if !(mech == "SCRAM-SHA-1-PLUS" && calls == 0) {
+					t.Errorf("%s login %d: %d PBKDF2 calls (want %d), mechanism %s", mech, i, calls, wantCalls, c.Info().Mechanism)
+				}
+			}
+		}
+	}
+}
