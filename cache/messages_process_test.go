@@ -109,7 +109,7 @@ func msgHelperMain(path string, page int) error {
 // once, in archive order, and the read marker only move forward.
 func TestMessagesMultiProcess(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts processes")
+		t.Skip("starts processes") // -short only
 	}
 	exe, err := os.Executable()
 	if err != nil {

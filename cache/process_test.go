@@ -90,7 +90,7 @@ func helperMain(path, name string) error {
 
 func TestMultiProcess(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts processes")
+		t.Skip("starts processes") // -short only
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 // counted, the storm and the Markdown report.
 func TestBenchInProcess(t *testing.T) {
 	if testing.Short() {
-		t.Skip("logs in ~40 times through the emulated path")
+		t.Skip("logs in ~40 times through the emulated path") // -short only
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 
-	"mellium.im/xmpp/jid"
-
 	"github.com/pipebind/pipebind/cache"
 )
 
@@ -46,9 +44,9 @@ func cacheCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fs.Usage()
 			return errUsage
 		}
-		j, err := jid.Parse(fs.Arg(1))
-		if err != nil || j.Localpart() == "" {
-			return fmt.Errorf("%q is not an account JID", fs.Arg(1))
+		j, err := accountJID(fs.Arg(1))
+		if err != nil {
+			return err
 		}
 		if err := db.ForgetScramKeys(ctx, j.Bare().String()); err != nil {
 			return err

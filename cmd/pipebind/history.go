@@ -36,16 +36,9 @@ func history(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "usage: pipebind history [-cache FILE] [-with JID] [-n N] [-json] ACCOUNT\n\nLists the messages of ACCOUNT held in the local cache, oldest first.\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	acct, err := jid.Parse(fs.Arg(0))
-	if err != nil || acct.Localpart() == "" {
-		return fmt.Errorf("%q is not an account JID", fs.Arg(0))
+	acct, err := parseAccount(fs, args)
+	if err != nil {
+		return err
 	}
 	q := cache.MessageQuery{}
 	if *with != "" {

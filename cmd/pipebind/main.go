@@ -12,10 +12,13 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+
+	"mellium.im/xmpp/jid"
 )
 
 func main() {
@@ -76,4 +79,26 @@ commands:
 
 Run "pipebind COMMAND -h" for the flags of a command.
 `)
+}
+
+// parseAccount parses the flags of a command that takes one account JID
+// (user@domain) as its only argument.
+func parseAccount(fs *flag.FlagSet, args []string) (jid.JID, error) {
+	if err := fs.Parse(args); err != nil {
+		return jid.JID{}, errUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return jid.JID{}, errUsage
+	}
+	return accountJID(fs.Arg(0))
+}
+
+// accountJID parses an account address.
+func accountJID(s string) (jid.JID, error) {
+	j, err := jid.Parse(s)
+	if err != nil || j.Localpart() == "" {
+		return jid.JID{}, fmt.Errorf("%q is not an account JID (user@domain)", s)
+	}
+	return j, nil
 }

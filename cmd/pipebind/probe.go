@@ -132,16 +132,9 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "usage: pipebind probe [flags] JID\n\nLogs in once and reports the path, round trips and timings.\nThe password comes from $PIPEBIND_PASSWORD or a terminal prompt.\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	j, err := jid.Parse(fs.Arg(0))
-	if err != nil || j.Localpart() == "" {
-		return fmt.Errorf("%q is not an account JID (user@domain)", fs.Arg(0))
+	j, err := parseAccount(fs, args)
+	if err != nil {
+		return err
 	}
 	cfg, err := pf.config(ctx, j, stderr)
 	if err != nil {

@@ -55,16 +55,9 @@ func syncCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "usage: pipebind sync [flags] JID\n\nLogs in and brings the local message cache (-cache) level with the server's archive.\nThe password comes from $PIPEBIND_PASSWORD or a terminal prompt.\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	j, err := jid.Parse(fs.Arg(0))
-	if err != nil || j.Localpart() == "" {
-		return fmt.Errorf("%q is not an account JID (user@domain)", fs.Arg(0))
+	j, err := parseAccount(fs, args)
+	if err != nil {
+		return err
 	}
 	if pf.cache == "" {
 		return errors.New("-cache: a cache file is needed to sync into")
