@@ -109,6 +109,23 @@ CREATE TABLE scram_keys (
 );
 `,
 	},
+	{
+		name: "FAST tokens and mechanism pins",
+		sql: `
+CREATE TABLE fast_tokens (
+	account    TEXT    PRIMARY KEY,  -- bare JID, lower-cased
+	mechanism  TEXT    NOT NULL,     -- e.g. HT-SHA-256-EXPR: the token is bound to it
+	token      BLOB    NOT NULL,     -- the secret, as the server sent it
+	expiry     INTEGER NOT NULL,     -- Unix time, seconds
+	updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE mechanism_pins (
+	account    TEXT    PRIMARY KEY,  -- bare JID, lower-cased
+	mechanism  TEXT    NOT NULL,     -- the strongest password mechanism used so far
+	updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
+	},
 }
 
 // migrate brings the schema of db up to len(ms), one migration per

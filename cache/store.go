@@ -65,9 +65,22 @@ func (db *DB) PutFeatures(ctx context.Context, f Features) error {
 	if err != nil {
 		return fmt.Errorf("cache: put features: %w", err)
 	}
+	f, data, err := encodeFeatures(f)
+	if err != nil {
+		return fmt.Errorf("cache: put features: %w", err)
+	}
+	if err := upsertFeatures(ctx, h, f, data); err != nil {
+		return fmt.Errorf("cache: put features: %w", err)
+	}
+	return nil
+}
+
+// encodeFeatures returns f as stored (normalized, versioned, SeenAt in
+// UTC) and its JSON.
+func encodeFeatures(f Features) (Features, string, error) {
 	f = f.normalized()
 	if f.Domain == "" {
-		return errors.New("cache: put features: empty domain")
+		return f, "", errors.New("empty domain")
 	}
 	f.Version = FeaturesVersion
 	if f.SeenAt.IsZero() {
@@ -76,12 +89,17 @@ func (db *DB) PutFeatures(ctx context.Context, f Features) error {
 	f.SeenAt = f.SeenAt.UTC() // also drops the monotonic reading
 	data, err := json.Marshal(f)
 	if err != nil {
-		return fmt.Errorf("cache: put features: %w", err)
+		return f, "", err
 	}
+	return f, string(data), nil
+}
+
+// upsertFeatures writes f (as returned by encodeFeatures) and its JSON.
+func upsertFeatures(ctx context.Context, q querier, f Features, data string) error {
 	// An upsert rather than INSERT OR REPLACE: REPLACE deletes the old row
 	// first, which would cascade to rows that later schema versions attach
 	// to a server.
-	_, err = h.ExecContext(ctx, `
+	_, err := q.ExecContext(ctx, `
 INSERT INTO server_features (domain, version, seen_at, sasl2, bind2, bind2_draft, direct_tls, data)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (domain) DO UPDATE SET
@@ -92,11 +110,8 @@ ON CONFLICT (domain) DO UPDATE SET
 	bind2_draft = excluded.bind2_draft,
 	direct_tls  = excluded.direct_tls,
 	data        = excluded.data`,
-		f.Domain, f.Version, f.SeenAt.Unix(), f.SASL2, f.Bind2, f.Bind2Draft, f.DirectTLS, string(data))
-	if err != nil {
-		return fmt.Errorf("cache: put features: %w", err)
-	}
-	return nil
+		f.Domain, f.Version, f.SeenAt.Unix(), f.SASL2, f.Bind2, f.Bind2Draft, f.DirectTLS, data)
+	return err
 }
 
 // ForgetFeatures deletes the stored features of domain (matched
