@@ -98,6 +98,18 @@ type Config struct {
 	// NoCarbons and NoSM switch off enabling Message Carbons and Stream
 	// Management at login.
 	NoCarbons, NoSM bool
+	// NoFAST turns off FAST (XEP-0484): no token is requested, stored or
+	// used. With a cache and a server that offers FAST, the first password
+	// login requests a token and later logins use it (one round trip, no
+	// password hashing); a token the server refuses is deleted and the
+	// password is used instead, without an error.
+	NoFAST bool
+	// AllowDowngrade accepts a password mechanism weaker than the one
+	// pinned for this account (the strongest it has used, kept in the
+	// cache): without it such a login fails with a *login.DowngradeError
+	// (errors.Is ErrInsecure and login.ErrPinned). With it, the weaker
+	// mechanism becomes the new pin.
+	AllowDowngrade bool
 
 	// NoPresence skips the initial available presence that the client sends
 	// right after the login (RFC 6121 §4.2). Without it, messages to the

@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -77,6 +78,11 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			uaID = ""
 		}
 	}
+	var token *login.Token
+	var pin string
+	if db != nil {
+		token, pin = loginMaterial(ctx, db, cfg, bare.String(), log)
+	}
 	cacheTime := time.Since(cacheStart)
 	password := cfg.Password
 	if cfg.PasswordFunc != nil {
@@ -98,6 +104,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if db != nil {
 		keys = &keyStore{db: db, account: bare.String(), log: log}
 	}
+	tokenRetried := false
 	for attempt := 1; ; attempt++ {
 		info.Attempts = attempt
 		tc, err := connect(ctx, cfg, targets, cached, &info, log)
@@ -119,6 +126,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			DirectTLS:          tc.direct,
 			StartTLSOffered:    tc.startTLSOffered,
 			Logger:             cfg.Logger,
+			Token:              token,
+			RequestToken:       db != nil && !cfg.NoFAST,
+			Pin:                pin,
+			AllowDowngrade:     cfg.AllowDowngrade,
 		}
 		if keys != nil {
 			lcfg.KeyStore = keys
@@ -138,6 +149,15 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 				f := *cached
 				f.NoPipeline = true
 				cached = &f
+				continue
+			}
+			if token != nil && errors.Is(err, login.ErrTokenRejected) && !tokenRetried {
+				// The server refused the token and closed the stream before
+				// the password could follow: forget it, log in with the
+				// password on a new connection.
+				log.Info().Msg("FAST token refused; retrying with the password")
+				forgetToken(ctx, db, bare.String(), log)
+				token, tokenRetried = nil, true
 				continue
 			}
 			if se, ok := login.IsStale(err); ok && attempt == 1 {
@@ -169,14 +189,11 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		info.Timings.Total = time.Since(start)
 		if db != nil {
-			f := res.Features
-			f.Domain = domain
-			f.SeenAt = time.Now().UTC()
-			if stored == nil || !stored.Equal(f) {
-				if err := db.PutFeatures(ctx, f); err != nil {
-					log.Warn().Err(err).Msg("could not store features")
-				}
-			}
+			recordLogin(ctx, db, cfg, res, stored, pin, log)
+		}
+		if t := info.NewToken; t != nil {
+			// Stored; the application's copy of Info never holds the secret.
+			info.NewToken = &login.Token{Mechanism: t.Mechanism, Expiry: t.Expiry}
 		}
 		log.Debug().
 			Str("bound", res.JID.String()).
@@ -209,6 +226,65 @@ func openCache(ctx context.Context, cfg Config) (db *cache.DB, own bool, err err
 		return nil, false, fmt.Errorf("client: open cache: %w", err)
 	}
 	return db, true, nil
+}
+
+// loginMaterial reads what the cache holds for the account's login: a FAST
+// token that has not expired (unless Config.NoFAST) and the pinned
+// mechanism. The cache is advice: an unreadable entry costs a warning.
+func loginMaterial(ctx context.Context, db *cache.DB, cfg Config, account string, log zerolog.Logger) (*login.Token, string) {
+	var token *login.Token
+	if !cfg.NoFAST {
+		t, ok, err := db.FastTokenFor(ctx, account)
+		switch {
+		case err != nil:
+			log.Warn().Err(err).Msg("FAST token unreadable; logging in with the password")
+		case ok:
+			token = &login.Token{Mechanism: t.Mechanism, Secret: t.Token, Expiry: t.Expiry}
+		}
+	}
+	pin, _, err := db.MechanismPin(ctx, account)
+	if err != nil {
+		log.Warn().Err(err).Msg("mechanism pin unreadable; downgrade protection limited to XEP-0474 for this login")
+	}
+	return token, pin
+}
+
+func forgetToken(ctx context.Context, db *cache.DB, account string, log zerolog.Logger) {
+	if db == nil {
+		return
+	}
+	if err := db.ForgetFastToken(ctx, account); err != nil {
+		log.Warn().Err(err).Msg("could not delete a refused FAST token")
+	}
+}
+
+// recordLogin stores, in one transaction, what the login taught: changed
+// features, a new (or rotated) FAST token or the removal of a refused one,
+// and a stronger mechanism pin.
+func recordLogin(ctx context.Context, db *cache.DB, cfg Config, res *login.Result, stored *cache.Features, pin string, log zerolog.Logger) {
+	rec := cache.LoginRecord{Account: cfg.JID.Bare().String()}
+	f := res.Features
+	f.Domain = cfg.JID.Domainpart()
+	f.SeenAt = time.Now().UTC()
+	if stored == nil || !stored.Equal(f) {
+		rec.Features = &f
+	}
+	switch t := res.NewToken; {
+	case t != nil && !cfg.NoFAST:
+		rec.Token = &cache.FastToken{Mechanism: t.Mechanism, Token: t.Secret, Expiry: t.Expiry}
+	case res.TokenRejected != "":
+		rec.ForgetToken = true
+	}
+	if !res.FAST && res.Mechanism != "" && !strings.HasPrefix(res.Mechanism, "HT-") && res.Mechanism != pin &&
+		(pin == "" || login.Stronger(res.Mechanism, pin) || cfg.AllowDowngrade) {
+		rec.Pin = res.Mechanism
+	}
+	if rec.Features == nil && rec.Token == nil && !rec.ForgetToken && rec.Pin == "" {
+		return
+	}
+	if err := db.RecordLogin(ctx, rec); err != nil {
+		log.Warn().Err(err).Msg("could not record the login in the cache (features, FAST token, pin)")
+	}
 }
 
 // resolve returns the addresses to try, in order (XEP-0368).

@@ -238,3 +238,33 @@ func classify(ctx context.Context, step string, path Path, domain string, err er
 func protocolErrorf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
 }
+
+// ErrTokenRejected is wrapped by a login error when the server refused
+// Config.Token and then closed the stream before the password could be
+// tried on it: the caller deletes the token and logs in again with the
+// password. (When the server keeps the stream open, the fallback happens
+// inside the same login and no error is returned.)
+var ErrTokenRejected = errors.New("FAST token rejected")
+
+// DowngradeError reports that a password login would have used a mechanism
+// weaker than the account's pinned one (Config.Pin): someone may be
+// stripping the server's stronger mechanisms, or the server really lost
+// them. It is only returned after the live features were read (a stale
+// cache costs a retry, not an alarm). It matches ErrInsecure and ErrPinned;
+// Config.AllowDowngrade overrides it.
+type DowngradeError struct {
+	// Pinned is the strongest mechanism this account used before.
+	Pinned string
+	// Mechanism is the best one the server offers now.
+	Mechanism string
+}
+
+func (e *DowngradeError) Error() string {
+	return fmt.Sprintf("mechanism downgrade: this account is pinned to %s but the server now offers at best %s (set AllowDowngrade to accept)", e.Pinned, e.Mechanism)
+}
+
+// Is matches ErrInsecure and ErrPinned.
+func (e *DowngradeError) Is(target error) bool { return target == ErrInsecure || target == ErrPinned }
+
+// ErrPinned is matched by a *DowngradeError.
+var ErrPinned = errors.New("mechanism weaker than the pinned one")

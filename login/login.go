@@ -139,6 +139,62 @@ type Config struct {
 	// Logger receives debug events; the zero Logger is silent. Credentials
 	// and SASL payloads are never logged.
 	Logger zerolog.Logger
+
+	// Token is a FAST token (XEP-0484) to log in with instead of the
+	// password: one round trip and no password hashing. It is used when the
+	// server offers its mechanism inline in SASL2 and the connection allows
+	// it (FASTAllowed); an expired token is never tried. If the server
+	// refuses it, the login falls back to the password on the same stream
+	// and Result.TokenRejected says why: the caller deletes the token.
+	Token *Token
+	// RequestToken asks the server for a FAST token on a password login
+	// when it offers FAST (Result.NewToken holds it). It needs
+	// UserAgent.ID: FAST tokens are issued per installation.
+	RequestToken bool
+	// Pin is the mechanism pinned for this account: the strongest password
+	// mechanism it has used (see Stronger). A password login that would use
+	// a weaker one fails with a *DowngradeError (matching ErrInsecure and
+	// ErrDowngrade) after the live features were read, never on cached
+	// ones alone. Empty pins nothing.
+	Pin string
+	// AllowDowngrade lets a login use a mechanism weaker than Pin: the
+	// explicit override for a server that really lost its stronger
+	// mechanisms (for example behind a new TLS-terminating proxy).
+	AllowDowngrade bool
+	// Resume asks the server to resume a stream management session
+	// (XEP-0198) inline in the SASL2 <authenticate>. When it resumes,
+	// Result.Resumed is set, no bind happens, and the caller re-sends the
+	// stanzas the server's Result.ResumedH does not acknowledge. When it
+	// cannot, Result.ResumeFailed holds the condition and a fresh session is
+	// bound in the same round trip. Ignored on other paths.
+	Resume *Resume
+	// OnStanzaOut, if set, is called with every complete stanza (message,
+	// presence, iq) written on the connection after the login, in order,
+	// from the writing goroutine: stream management's unacked queue. p is
+	// only valid during the call.
+	OnStanzaOut func(p []byte)
+}
+
+// Token is a FAST token as the server issued it. Secret is as sensitive as
+// a password: never log it.
+type Token struct {
+	// Mechanism is the HT-* mechanism the token is bound to.
+	Mechanism string
+	// Secret is the token string as sent by the server.
+	Secret []byte
+	// Expiry is when the server stops accepting it.
+	Expiry time.Time
+}
+
+// Resume identifies a stream management session to resume.
+type Resume struct {
+	// ID is the session id from the server's <enabled id=.../>.
+	ID string
+	// H is the number of stanzas the client handled in that session.
+	H uint32
+	// JID is the session's full JID, used when the server's success names
+	// only the bare JID.
+	JID jid.JID
 }
 
 // DefaultMechanisms is the mechanism preference used when
@@ -193,6 +249,22 @@ type Result struct {
 	Features cache.Features
 	// Stale reports that the live features differed from the cached ones.
 	Stale bool
+	// FAST reports that the login authenticated with Config.Token.
+	FAST bool
+	// TokenRejected is the SASL condition with which the server refused
+	// Config.Token (the login then used the password); empty otherwise.
+	TokenRejected string
+	// NewToken is a FAST token the server issued on this login (requested,
+	// or a rotation of Config.Token); nil when none.
+	NewToken *Token
+	// Resumed reports that the stream management session of Config.Resume
+	// was resumed: nothing was bound, and ResumedH is how many of the
+	// client's stanzas the server had received.
+	Resumed  bool
+	ResumedH uint32
+	// ResumeFailed is the condition with which the server refused to resume
+	// (a fresh session was bound instead); empty otherwise.
+	ResumeFailed string
 	// Started and Done bound the login (after TLS).
 	Started, Done time.Time
 }
@@ -233,6 +305,9 @@ type negotiation struct {
 	log    zerolog.Logger
 	step   string
 	res    Result
+
+	tokenRefused bool // Config.Token was refused: plan with the password
+	resumeSent   bool // a <resume/> went out inside <authenticate>
 }
 
 func newNegotiation(conn net.Conn, cfg Config) (*negotiation, error) {
@@ -247,7 +322,7 @@ func newNegotiation(conn net.Conn, cfg Config) (*negotiation, error) {
 		cfg:    cfg,
 		bare:   cfg.JID.Bare(),
 		domain: cfg.JID.Domain(),
-		meter:  newMeterConn(conn),
+		meter:  newMeterConn(conn, cfg.OnStanzaOut),
 		tls:    tc.ConnectionState(),
 		log:    cfg.Logger.With().Str("component", "login").Str("domain", cfg.JID.Domainpart()).Logger(),
 	}
@@ -405,6 +480,17 @@ func (n *negotiation) readHeaderAndFeatures(r *reader) (cache.Features, error) {
 
 // newSASL returns a SASL client for mechanism name.
 func (n *negotiation) newSASL(name string, remote []string) (*sasl.Negotiator, error) {
+	if t := n.cfg.Token; t != nil && strings.HasPrefix(name, "HT-") && name == t.Mechanism {
+		m, ok := NewFAST(name, t.Secret)
+		if !ok {
+			return nil, fmt.Errorf("%w: mechanism %s is not supported", ErrRefused, name)
+		}
+		local := []byte(n.bare.Localpart())
+		return sasl.NewClient(m,
+			sasl.Credentials(func() ([]byte, []byte, []byte) { return local, nil, nil }),
+			sasl.TLSState(n.tls),
+		), nil
+	}
 	m, ok := mechanismByName(name)
 	if !ok {
 		return nil, fmt.Errorf("%w: mechanism %s is not supported", ErrRefused, name)

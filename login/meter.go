@@ -42,10 +42,14 @@ type meterConn struct {
 	outLex   stanzaLexer
 	sent     atomic.Uint32 // stanzas written after the login
 	sentMsgs atomic.Uint32 // of which messages
+
+	onStanza  func([]byte) // Config.OnStanzaOut; set before scanning starts
+	capturing bool         // inside a top-level element (under outMu)
+	capture   []byte       // its bytes so far (under outMu)
 }
 
-func newMeterConn(c net.Conn) *meterConn {
-	m := &meterConn{Conn: c}
+func newMeterConn(c net.Conn, onStanza func([]byte)) *meterConn {
+	m := &meterConn{Conn: c, onStanza: onStanza}
 	m.br = bufio.NewReaderSize(rawReader{m}, 4096)
 	return m
 }
@@ -86,8 +90,17 @@ func (c *meterConn) Write(p []byte) (int, error) {
 	defer c.writing.Add(-1)
 	if c.scan.Load() {
 		c.outMu.Lock()
+		defer c.outMu.Unlock() // stanzas reach onStanza in write order
 		for _, b := range p {
-			switch c.outLex.feedKind(b) {
+			l := &c.outLex
+			if c.onStanza != nil && l.depth == 0 && l.state == lexText && b == '<' {
+				c.capturing, c.capture = true, c.capture[:0]
+			}
+			kind := l.feedKind(b)
+			if c.capturing {
+				c.capture = append(c.capture, b)
+			}
+			switch kind {
 			case 0:
 			case 'm':
 				c.sentMsgs.Add(1)
@@ -95,8 +108,18 @@ func (c *meterConn) Write(p []byte) (int, error) {
 			default:
 				c.sent.Add(1)
 			}
+			if c.capturing && l.depth == 0 && l.state == lexText {
+				// A top-level element just ended: a stanza, or something
+				// else (<r/>, <a/>, a closing tag) that SM does not count.
+				c.capturing = false
+				if kind != 0 {
+					c.onStanza(c.capture)
+				}
+				if cap(c.capture) > 64<<10 {
+					c.capture = nil // do not keep one huge stanza's buffer
+				}
+			}
 		}
-		c.outMu.Unlock()
 	}
 	return c.Conn.Write(p)
 }

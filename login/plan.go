@@ -6,7 +6,9 @@ import (
 	"encoding/xml"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"mellium.im/sasl"
 
@@ -20,8 +22,10 @@ type plan struct {
 	remote []string // the mechanisms offered on that path
 	f      cache.Features
 	neg    *sasl.Negotiator
-	more   bool // the mechanism expects more server data
-	sent   int  // client SASL messages sent so far
+	more   bool   // the mechanism expects more server data
+	sent   int    // client SASL messages sent so far
+	fast   bool   // mech is Config.Token's FAST mechanism
+	reqTok string // the FAST mechanism a token is requested for, or ""
 }
 
 // finalClientMessage reports whether the SASL message just produced is the
@@ -65,6 +69,10 @@ func (n *negotiation) plan(f cache.Features) (plan, error) {
 	case PathClassic:
 		p.remote = f.SASLMechanisms
 	}
+	if p.path == PathSASL2 && n.tokenUsable(f) {
+		p.mech, p.fast = n.cfg.Token.Mechanism, true
+		return p, nil
+	}
 	mech, ok := chooseMechanism(n.cfg.Mechanisms, p.remote, f.ChannelBindings, n.tls, n.cfg.InsecureAllowPlain)
 	if !ok {
 		if slices.Contains(p.remote, "PLAIN") && len(n.tls.VerifiedChains) == 0 && !n.cfg.InsecureAllowPlain {
@@ -72,7 +80,13 @@ func (n *negotiation) plan(f cache.Features) (plan, error) {
 		}
 		return p, fmt.Errorf("%w: no acceptable SASL mechanism (offered %v, allowed %v)", ErrRefused, p.remote, n.cfg.Mechanisms)
 	}
+	if n.cfg.Pin != "" && !n.cfg.AllowDowngrade && Stronger(n.cfg.Pin, mech) {
+		return p, &DowngradeError{Pinned: n.cfg.Pin, Mechanism: mech}
+	}
 	p.mech = mech
+	if p.path == PathSASL2 && n.cfg.RequestToken && n.cfg.UserAgent.ID != "" {
+		p.reqTok, _ = ChooseFAST(f.FASTMechanisms, n.tls)
+	}
 	return p, nil
 }
 
@@ -114,7 +128,24 @@ func (n *negotiation) firstAuth(p *plan) ([]byte, error) {
 		b.WriteString("'><initial-response>")
 		writeBase64(&b, resp)
 		b.WriteString("</initial-response>")
+		if p.fast {
+			b.WriteString("<fast xmlns='urn:xmpp:fast:0'/>")
+		} else if p.reqTok != "" {
+			b.WriteString("<request-token xmlns='urn:xmpp:fast:0' mechanism='")
+			escapeAttr(&b, p.reqTok)
+			b.WriteString("'/>")
+		}
 		n.userAgent(&b)
+		if r := n.cfg.Resume; r != nil && p.f.SMInline && r.ID != "" {
+			// XEP-0198 §SASL2: processed first; on success the bind below
+			// is ignored, on failure it binds a fresh session.
+			b.WriteString("<resume xmlns='urn:xmpp:sm:3' previd='")
+			escapeAttr(&b, r.ID)
+			b.WriteString("' h='")
+			b.WriteString(strconv.FormatUint(uint64(r.H), 10))
+			b.WriteString("'/>")
+			n.resumeSent = true
+		}
 		if p.f.Bind2 {
 			n.bind2Request(&b, p.f)
 		}
@@ -200,4 +231,30 @@ func decodeBase64(s string) ([]byte, error) {
 
 func escapeAttr(b *bytes.Buffer, s string) {
 	_ = xml.EscapeText(b, []byte(s))
+}
+
+// tokenUsable reports whether Config.Token can be tried with features f: the
+// server offers its mechanism inline in SASL2, the connection allows it, it
+// has not expired, and there is a user-agent id (FAST requires one).
+func (n *negotiation) tokenUsable(f cache.Features) bool {
+	t := n.cfg.Token
+	if t == nil || n.tokenRefused || len(t.Secret) == 0 || n.cfg.UserAgent.ID == "" {
+		return false
+	}
+	if !t.Expiry.IsZero() && !time.Now().Before(t.Expiry) {
+		return false
+	}
+	return slices.Contains(f.FASTMechanisms, t.Mechanism) && FASTAllowed(t.Mechanism, n.tls)
+}
+
+// Stronger reports whether password mechanism a is stronger than b, by
+// their order in DefaultMechanisms (channel binding first, then the hash,
+// PLAIN last). A mechanism not listed there is weaker than every listed one.
+func Stronger(a, b string) bool { return mechRank(a) > mechRank(b) }
+
+func mechRank(m string) int {
+	if i := slices.Index(DefaultMechanisms, m); i >= 0 {
+		return len(DefaultMechanisms) - i
+	}
+	return 0
 }

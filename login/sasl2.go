@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"mellium.im/xmpp/jid"
 )
@@ -19,7 +20,25 @@ type Success struct {
 	AuthorizationIdentifier jid.JID
 	// Bound is non-nil when the server answered an inline Bind 2 request.
 	Bound *Bound
+	// Token is a FAST token (XEP-0484) issued in the success; its
+	// Mechanism is empty (the one requested, or the one just used).
+	Token *Token
+	// Resumed is non-nil when a stream management session was resumed
+	// inline (XEP-0198 §SASL2).
+	Resumed *Resumed
+	// ResumeFailed is the condition of an inline <failed/> for a resume.
+	ResumeFailed string
 }
+
+// Resumed is the <resumed xmlns='urn:xmpp:sm:3'/> inside <success>.
+type Resumed struct {
+	PrevID string
+	// H is how many of the client's stanzas the server received.
+	H uint32
+}
+
+// maxTokenLen bounds a FAST token the client will store.
+const maxTokenLen = 4096
 
 // Bound is the Bind 2 <bound xmlns='urn:xmpp:bind:0'> inside <success>.
 type Bound struct {
@@ -39,6 +58,19 @@ type wireSuccess struct {
 			Location string `xml:"location,attr"`
 		} `xml:"enabled"`
 	} `xml:"urn:xmpp:bind:0 bound"`
+	Token *struct {
+		Token  string `xml:"token,attr"`
+		Expiry string `xml:"expiry,attr"`
+	} `xml:"urn:xmpp:fast:0 token"`
+	Resumed *struct {
+		PrevID string `xml:"previd,attr"`
+		H      string `xml:"h,attr"`
+	} `xml:"urn:xmpp:sm:3 resumed"`
+	Failed *struct {
+		Inner []struct {
+			XMLName xml.Name
+		} `xml:",any"`
+	} `xml:"urn:xmpp:sm:3 failed"`
 }
 
 // decodeSASL2Success decodes the <success> whose start has been read.
@@ -84,6 +116,34 @@ func (w *wireSuccess) parse() (Success, error) {
 		return s, protocolErrorf("sasl2 success: invalid authorization-identifier: %v", err)
 	}
 	s.AuthorizationIdentifier = j
+	if t := w.Token; t != nil {
+		exp, err := time.Parse(time.RFC3339Nano, t.Expiry)
+		switch {
+		case t.Token == "" || len(t.Token) > maxTokenLen:
+			return s, protocolErrorf("fast token: empty or longer than %d bytes", maxTokenLen)
+		case err != nil:
+			return s, protocolErrorf("fast token: invalid expiry %q", truncate(t.Expiry, 64))
+		}
+		s.Token = &Token{Secret: []byte(t.Token), Expiry: exp}
+	}
+	if r := w.Resumed; r != nil {
+		h, err := strconv.ParseUint(r.H, 10, 32)
+		if err != nil {
+			return s, protocolErrorf("sm resumed: invalid h %q", truncate(r.H, 32))
+		}
+		if r.PrevID == "" {
+			return s, protocolErrorf("sm resumed without previd")
+		}
+		s.Resumed = &Resumed{PrevID: truncate(r.PrevID, 1024), H: uint32(h)}
+	}
+	if f := w.Failed; f != nil {
+		s.ResumeFailed = "undefined-condition"
+		for _, in := range f.Inner {
+			if in.XMLName.Space == NSStanzaErrors {
+				s.ResumeFailed = truncate(in.XMLName.Local, 64)
+			}
+		}
+	}
 	if w.Bound != nil {
 		s.Bound = &Bound{}
 		for _, e := range w.Bound.Enabled {
@@ -143,6 +203,9 @@ loop:
 	for {
 		start, err := r.next()
 		if err != nil {
+			if n.res.TokenRejected != "" {
+				return fmt.Errorf("%w (%s), and the password could not follow on the same stream: %w", ErrTokenRejected, n.res.TokenRejected, err)
+			}
 			return err
 		}
 		switch start.Name {
@@ -159,7 +222,15 @@ loop:
 			}
 			break loop
 		case xml.Name{Space: NSSASL2, Local: "failure"}:
-			return saslFailure(r.d, start)
+			ferr := saslFailure(r.d, start)
+			if !p.fast {
+				return ferr
+			}
+			// XEP-0484: a refused token is discarded and the login falls
+			// back to the password; XEP-0388 lets it happen on this stream.
+			if p, err = n.tokenFallback(ferr); err != nil {
+				return err
+			}
 		case xml.Name{Space: NSSASL2, Local: "continue"}:
 			return fmt.Errorf("%w: the server asks for SASL2 tasks (<continue/>), which pipebind does not support", ErrRefused)
 		default:
@@ -169,7 +240,46 @@ loop:
 	if !succ.AuthorizationIdentifier.Bare().Equal(n.bare) {
 		return protocolErrorf("authenticated as %s, expected %s", succ.AuthorizationIdentifier.Bare(), n.bare)
 	}
-	n.log.Debug().Str("mechanism", p.mech).Msg("sasl2 success")
+	n.log.Debug().Str("mechanism", p.mech).Bool("fast", p.fast).Msg("sasl2 success")
+	n.res.FAST = p.fast
+	if t := succ.Token; t != nil {
+		// A requested token is bound to the mechanism asked for; an
+		// unrequested one rotates the token just used (XEP-0484 §Rotation).
+		switch {
+		case p.reqTok != "":
+			t.Mechanism = p.reqTok
+		case p.fast:
+			t.Mechanism = p.mech
+		}
+		if t.Mechanism != "" {
+			n.res.NewToken = t
+		} else {
+			n.log.Debug().Msg("ignoring a FAST token that was neither requested nor a rotation")
+		}
+	}
+	if succ.Resumed != nil || succ.ResumeFailed != "" {
+		if !n.resumeSent {
+			return protocolErrorf("sm resume answered but none was requested")
+		}
+	}
+	if rs := succ.Resumed; rs != nil {
+		// XEP-0198 §SASL2: the stream is re-established right after
+		// </success>; no features follow and nothing was bound.
+		if rs.PrevID != n.cfg.Resume.ID {
+			return protocolErrorf("sm resumed %q, requested %q", rs.PrevID, n.cfg.Resume.ID)
+		}
+		n.res.Resumed, n.res.ResumedH = true, rs.H
+		n.res.JID = succ.AuthorizationIdentifier
+		if n.res.JID.Resourcepart() == "" {
+			n.res.JID = n.cfg.Resume.JID
+		}
+		if n.res.JID.Resourcepart() == "" {
+			return protocolErrorf("sm resumed but the session's full JID is unknown")
+		}
+		n.res.SM = SMState{Enabled: true, ID: rs.PrevID, Resumable: true}
+		return nil
+	}
+	n.res.ResumeFailed = succ.ResumeFailed
 
 	// XEP-0388: <success> is immediately followed by the features of the
 	// authenticated stream (no restart). Consume them exactly.
@@ -273,4 +383,37 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// tokenFallback handles the server's refusal of Config.Token: it records
+// the condition, plans a password login from the live features and writes
+// its <authenticate> on the same stream (XEP-0484: discard the token and
+// fall back; XEP-0388 keeps the stream open after a failure).
+func (n *negotiation) tokenFallback(ferr error) (plan, error) {
+	var se *SASLError
+	if !errors.As(ferr, &se) {
+		return plan{}, ferr
+	}
+	n.res.TokenRejected = se.Condition
+	n.tokenRefused = true
+	n.log.Debug().Str("condition", se.Condition).Msg("FAST token refused; falling back to the password")
+	if n.cfg.Password == "" {
+		return plan{}, fmt.Errorf("%w (%s) and no password to fall back to: %w", ErrTokenRejected, se.Condition, ferr)
+	}
+	p, err := n.plan(n.res.Features)
+	if err != nil {
+		return plan{}, err
+	}
+	if p.path != PathSASL2 {
+		return plan{}, fmt.Errorf("%w (%s): the password login would need another path (%s)", ErrTokenRejected, se.Condition, p.path)
+	}
+	burst, err := n.firstAuth(&p)
+	if err != nil {
+		return plan{}, err
+	}
+	if err := n.write(burst); err != nil {
+		return plan{}, err
+	}
+	n.res.Mechanism = p.mech
+	return p, nil
 }
