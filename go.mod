@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/rs/zerolog v1.35.1
+	go.uber.org/goleak v1.3.0
 	golang.org/x/term v0.48.0
 	mellium.im/sasl v0.3.2
 	mellium.im/xmlstream v0.15.4

@@ -27,7 +27,7 @@ func (db *DB) AppendMessagesResult(ctx context.Context, account string, msgs []M
 	}
 	for i := range msgs {
 		if err := msgs[i].check(); err != nil {
-			return res, fmt.Errorf("%s: message %d: %w", op, i, err)
+			return res, fmt.Errorf("%s: message %d: %w", op, i, classify(err))
 		}
 	}
 	if len(msgs) == 0 && cursor == "" {
@@ -48,7 +48,7 @@ func (db *DB) AppendMessagesResult(ctx context.Context, account string, msgs []M
 		return moveCursor(ctx, tx, acct, cursor)
 	})
 	if err != nil {
-		return AppendResult{}, fmt.Errorf("%s: %w", op, err)
+		return AppendResult{}, fmt.Errorf("%s: %w", op, classify(err))
 	}
 	return res, nil
 }

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -38,13 +39,37 @@ type DB struct {
 	sql    *sql.DB
 	path   string
 	closed atomic.Bool
+	// file is the database file as opened (nil in memory): a write
+	// transaction first checks that path still names it (see ErrGone).
+	file fs.FileInfo
 
 	closeOnce sync.Once
+}
+
+// Options adjust OpenWith. The zero value is what Open uses.
+type Options struct {
+	// BusyTimeout is how long a statement waits for a lock held by another
+	// connection or process before it fails with an error matching
+	// ErrLocked. Zero means 5 s; it is never unbounded.
+	BusyTimeout time.Duration
+	// MaxSize caps the database file, in bytes, rounded down to whole pages;
+	// a write that would grow the file past it fails with an error matching
+	// ErrFull and stores nothing. A cap below the file's current size keeps
+	// the current size. Zero means no cap other than the disk's.
+	MaxSize int64
+	// ReadOnly opens an existing file without writing to it: the file is not
+	// created, its mode not tightened, its schema not migrated (an older
+	// schema is an error), and every write fails with an error matching
+	// ErrReadOnly. SQLite still needs the -wal and -shm files beside the
+	// database: they must exist, or the directory be writable.
+	ReadOnly bool
 }
 
 // options are the knobs Open fixes, which tests turn.
 type options struct {
 	busyTimeout time.Duration
+	maxSize     int64
+	readOnly    bool
 }
 
 // Open opens the cache database at path, creating it if needed, and brings
@@ -61,24 +86,47 @@ type options struct {
 // error matching ErrSchemaTooNew and leaves the file alone.
 //
 // ctx bounds the opening and the migrations only; the DB lives until Close.
+//
+// Open's errors match ErrReadOnly (the file or directory cannot be written),
+// ErrCorrupt (the file is not a database, or its schema or the small tables
+// a login reads are malformed; the message tables are not scanned), ErrLocked
+// or ErrFull when the file shows that fault; see MoveAside for a corrupt file.
 func Open(ctx context.Context, path string) (*DB, error) {
-	return open(ctx, path, options{busyTimeout: defaultBusyTimeout})
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, o Options) (*DB, error) {
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = defaultBusyTimeout
+	}
+	if o.ReadOnly && path == "" {
+		return nil, errors.New("cache: open: a read-only database needs a file")
+	}
+	return open(ctx, path, options{busyTimeout: o.BusyTimeout, maxSize: max(o.MaxSize, 0), readOnly: o.ReadOnly})
 }
 
 func open(ctx context.Context, path string, o options) (*DB, error) {
+	fail := func(err error) (*DB, error) {
+		return nil, fmt.Errorf("cache: open %s: %w", path, classify(err))
+	}
+	var file fs.FileInfo
 	if path != "" {
-		if err := prepareFile(path); err != nil {
-			return nil, fmt.Errorf("cache: open %s: %w", path, err)
+		var err error
+		if o.readOnly {
+			file, err = os.Stat(path)
+		} else {
+			file, err = prepareFile(path)
+		}
+		if err != nil {
+			return fail(err)
 		}
 	}
 	dsn, err := dataSourceName(path, o)
 	if err != nil {
-		return nil, fmt.Errorf("cache: open %s: %w", path, err)
+		return fail(err)
 	}
-	sdb, err := sql.Open(driverName, dsn)
-	if err != nil {
-		return nil, fmt.Errorf("cache: open %s: %w", path, err)
-	}
+	sdb := sql.OpenDB(&connector{dsn: dsn, drv: &sqlite3.SQLiteDriver{ConnectHook: o.connectHook}})
 	if path == "" {
 		// Each connection to ":memory:" is a database of its own: keep
 		// exactly one, for ever.
@@ -87,12 +135,49 @@ func open(ctx context.Context, path string, o options) (*DB, error) {
 		sdb.SetConnMaxLifetime(0)
 		sdb.SetConnMaxIdleTime(0)
 	}
-	db := &DB{sql: sdb, path: path}
+	db := &DB{sql: sdb, path: path, file: file}
 	if err := db.init(ctx, o); err != nil {
 		_ = sdb.Close()
-		return nil, fmt.Errorf("cache: open %s: %w", path, err)
+		return fail(err)
 	}
 	return db, nil
+}
+
+// connector opens connections of one DB: go-sqlite3 with pipebind's
+// connection setup (see connectHook) and the DB's options.
+type connector struct {
+	dsn string
+	drv *sqlite3.SQLiteDriver
+}
+
+func (c *connector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
+func (c *connector) Driver() driver.Driver                        { return c.drv }
+
+// connectHook prepares each new connection of a DB opened with o.
+func (o options) connectHook(c *sqlite3.SQLiteConn) error {
+	if err := connectHook(c); err != nil {
+		return err
+	}
+	if o.maxSize <= 0 {
+		return nil
+	}
+	// max_page_count is per connection and counts pages: set it on each.
+	rows, err := c.Query("PRAGMA page_size", nil)
+	if err != nil {
+		return err
+	}
+	v := make([]driver.Value, 1)
+	err = rows.Next(v)
+	_ = rows.Close()
+	if err != nil {
+		return err
+	}
+	size, ok := v[0].(int64)
+	if !ok || size <= 0 {
+		return fmt.Errorf("page size %v", v[0])
+	}
+	_, err = c.Exec("PRAGMA max_page_count = "+strconv.FormatInt(max(o.maxSize/size, 1), 10), nil)
+	return err
 }
 
 // init connects, switches a file to WAL mode, migrates and checks the modes
@@ -101,15 +186,35 @@ func (db *DB) init(ctx context.Context, o options) error {
 	if err := db.sql.PingContext(ctx); err != nil {
 		return err
 	}
-	if db.path != "" {
+	switch {
+	case db.path == "":
+	case o.readOnly:
+		if err := checkWAL(ctx, db.sql); err != nil {
+			return err
+		}
+	default:
 		if err := enableWAL(ctx, db.sql, o.busyTimeout); err != nil {
 			return err
 		}
 	}
-	if err := migrate(ctx, db, migrations); err != nil {
+	if o.readOnly {
+		v, err := userVersion(ctx, db.sql)
+		if err != nil {
+			return err
+		}
+		if v > len(migrations) {
+			return fmt.Errorf("%w (file at version %d, code knows up to %d)", ErrSchemaTooNew, v, len(migrations))
+		}
+		if v < len(migrations) {
+			return fmt.Errorf("%w: schema version %d needs migrating to %d", ErrReadOnly, v, len(migrations))
+		}
+	} else if err := migrate(ctx, db, migrations); err != nil {
 		return err
 	}
-	if db.path == "" {
+	if err := checkTables(ctx, db.sql); err != nil {
+		return err
+	}
+	if db.path == "" || o.readOnly {
 		return nil
 	}
 	// An idle connection is now in the pool, with the -wal and -shm files
@@ -122,26 +227,56 @@ func (db *DB) init(ctx context.Context, o options) error {
 	return nil
 }
 
-// prepareFile creates the database file with mode 0600 unless it exists,
-// and tightens the modes of the file and of any -wal and -shm left beside
-// it to 0600.
-func prepareFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
-	if err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := tightenMode(path); err != nil {
-		return err
-	}
-	for _, suffix := range []string{"-wal", "-shm"} {
-		if err := tightenMode(path + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
+// checkTables runs SQLite's quick_check on the schema and on each table a
+// login reads (all but the message store's, which are large and checked as
+// they are read), so that a malformed one fails Open with ErrCorrupt rather
+// than a login later. They hold a few rows each: this costs microseconds.
+func checkTables(ctx context.Context, q querier) error {
+	for _, table := range []string{"sqlite_schema", "server_features", "installation", "scram_keys", "fast_tokens", "mechanism_pins", "sync_state"} {
+		var res string
+		// PRAGMA takes no bound parameters; the names are ours.
+		if err := q.QueryRowContext(ctx, "PRAGMA quick_check("+table+")").Scan(&res); err != nil {
+			return fmt.Errorf("check %s: %w", table, err)
+		}
+		if res != "ok" {
+			return fmt.Errorf("check %s: %w: %s", table, ErrCorrupt, truncate(res, 200))
 		}
 	}
 	return nil
+}
+
+// truncate shortens s to at most n bytes.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// prepareFile creates the database file with mode 0600 unless it exists,
+// and tightens the modes of the file and of any -wal and -shm left beside
+// it to 0600. It returns the file's FileInfo.
+func prepareFile(path string) (fs.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := tightenMode(path); err != nil {
+		return nil, err
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := tightenMode(path + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
+	return fi, nil
 }
 
 // tightenMode sets the permission bits of path to 0600 if they differ.
@@ -184,6 +319,9 @@ func dataSourceName(path string, o options) (string, error) {
 		return ":memory:?" + q.Encode(), nil
 	}
 	q.Set("_synchronous", "NORMAL")
+	if o.readOnly {
+		q.Set("mode", "ro") // SQLite's own URI key
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", err
@@ -235,6 +373,19 @@ func enableWAL(ctx context.Context, h *sql.DB, timeout time.Duration) error {
 	}
 }
 
+// checkWAL checks, without writing, that a file opened read-only is in WAL
+// mode (pipebind never leaves one in another mode).
+func checkWAL(ctx context.Context, h *sql.DB) error {
+	var mode string
+	if err := h.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("journal mode: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %q", mode)
+	}
+	return nil
+}
+
 // isBusy reports whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED.
 func isBusy(err error) bool {
 	var serr sqlite3.Error
@@ -269,6 +420,11 @@ func (db *DB) handle() (*sql.DB, error) {
 // withTx runs fn in a transaction (BEGIN IMMEDIATE, see dataSourceName) and
 // commits it if fn returns nil. It rolls back in every other case: an error
 // from fn, a panic in fn, or a cancelled ctx.
+//
+// Its error matches ErrLocked, ErrReadOnly, ErrCorrupt, ErrFull or ErrGone
+// when it shows that fault. Before fn runs, with the write lock held, it
+// checks that the file is still the one opened (ErrGone otherwise): SQLite
+// keeps writing to a deleted file, whose content then vanishes at Close.
 func (db *DB) withTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	h, err := db.handle()
 	if err != nil {
@@ -276,7 +432,7 @@ func (db *DB) withTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	tx, err := h.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return classify(err)
 	}
 	committed := false
 	defer func() {
@@ -284,11 +440,32 @@ func (db *DB) withTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 			_ = tx.Rollback()
 		}
 	}()
-	if err := fn(tx); err != nil {
+	if err := db.checkFile(); err != nil {
 		return err
+	}
+	if err := fn(tx); err != nil {
+		return classify(err)
 	}
 	// Commit ends the transaction even when it fails (go-sqlite3 then rolls
 	// back), so Rollback has nothing left to do.
 	committed = true
-	return tx.Commit()
+	return classify(tx.Commit())
+}
+
+// checkFile returns an error matching ErrGone when the DB's path no longer
+// names the file opened. An in-memory DB has no file.
+func (db *DB) checkFile() error {
+	if db.file == nil {
+		return nil
+	}
+	fi, err := os.Stat(db.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %s no longer exists", ErrGone, db.path)
+	case err != nil:
+		return classify(err)
+	case !os.SameFile(fi, db.file):
+		return fmt.Errorf("%w: %s is another file now", ErrGone, db.path)
+	}
+	return nil
 }

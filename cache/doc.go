@@ -44,6 +44,35 @@
 // moves forward, with what the server reports ([DB.SetServerUnread]), which
 // wins while it is not older than the local marker; see [DB.Unreads].
 //
+// # Faults of the file
+//
+// Errors that show a fault of the database file match one of [ErrLocked],
+// [ErrReadOnly], [ErrCorrupt], [ErrFull] or [ErrGone] (errors.Is), and still
+// wrap SQLite's error (errors.As finds the sqlite3.Error):
+//
+//   - locked: another process holds the lock past the busy timeout (5 s, or
+//     [Options].BusyTimeout). A lock held for less is waited for. Readers
+//     are not blocked in WAL mode, except by a process that uses SQLite's
+//     EXCLUSIVE locking mode, which makes Open itself fail with ErrLocked.
+//   - read-only: the file or its directory cannot be written. Open fails;
+//     [OpenWith] with [Options].ReadOnly reads the file, and every write
+//     fails with ErrReadOnly. (Without -wal and -shm files beside it, SQLite
+//     cannot read a WAL database in a read-only directory: that fails too.)
+//   - corrupt: the file is not a database, or a page is malformed. Open
+//     checks the header, the schema and the small tables a login reads; the
+//     message tables are checked as they are read, so a malformed message
+//     page fails the sync, not Open. [MoveAside] moves a corrupt file, with
+//     its WAL, out of the way without deleting it.
+//   - full: the disk (or [Options].MaxSize) is full.
+//   - gone: the file was deleted or replaced while open. SQLite would go on
+//     writing into the deleted file, whose content vanishes at Close, so
+//     every write transaction first checks that the path still names the
+//     file opened, and fails with ErrGone otherwise; reads go on.
+//
+// A write that fails stores nothing: each is one transaction, which also
+// moves the sync cursor, so the messages of a failed append are fetched
+// again by the next sync.
+//
 // # Security defaults
 //
 //   - The database file is created with mode 0600 before SQLite opens it, so

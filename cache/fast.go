@@ -31,7 +31,7 @@ func (t FastToken) Valid(now time.Time) bool {
 func (db *DB) FastTokenFor(ctx context.Context, account string) (t FastToken, ok bool, err error) {
 	h, err := db.handle()
 	if err != nil {
-		return t, false, fmt.Errorf("cache: fast token: %w", err)
+		return t, false, fmt.Errorf("cache: fast token: %w", classify(err))
 	}
 	var exp int64
 	err = h.QueryRowContext(ctx, `SELECT mechanism, token, expiry FROM fast_tokens WHERE account = ?`,
@@ -40,7 +40,7 @@ func (db *DB) FastTokenFor(ctx context.Context, account string) (t FastToken, ok
 		return FastToken{}, false, nil
 	}
 	if err != nil {
-		return FastToken{}, false, fmt.Errorf("cache: fast token: %w", err)
+		return FastToken{}, false, fmt.Errorf("cache: fast token: %w", classify(err))
 	}
 	t.Expiry = time.Unix(exp, 0).UTC()
 	if !t.Valid(time.Now()) {
@@ -57,7 +57,7 @@ func (db *DB) ForgetFastToken(ctx context.Context, account string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("cache: forget fast token: %w", err)
+		return fmt.Errorf("cache: forget fast token: %w", classify(err))
 	}
 	return nil
 }
@@ -75,11 +75,11 @@ type StoredToken struct {
 func (db *DB) ListFastTokens(ctx context.Context) ([]StoredToken, error) {
 	h, err := db.handle()
 	if err != nil {
-		return nil, fmt.Errorf("cache: list fast tokens: %w", err)
+		return nil, fmt.Errorf("cache: list fast tokens: %w", classify(err))
 	}
 	rows, err := h.QueryContext(ctx, `SELECT account, mechanism, expiry, updated_at FROM fast_tokens ORDER BY account`)
 	if err != nil {
-		return nil, fmt.Errorf("cache: list fast tokens: %w", err)
+		return nil, fmt.Errorf("cache: list fast tokens: %w", classify(err))
 	}
 	defer rows.Close()
 	var out []StoredToken
@@ -87,7 +87,7 @@ func (db *DB) ListFastTokens(ctx context.Context) ([]StoredToken, error) {
 		var t StoredToken
 		var exp, upd int64
 		if err := rows.Scan(&t.Account, &t.Mechanism, &exp, &upd); err != nil {
-			return nil, fmt.Errorf("cache: list fast tokens: %w", err)
+			return nil, fmt.Errorf("cache: list fast tokens: %w", classify(err))
 		}
 		t.Expiry, t.Updated = time.Unix(exp, 0).UTC(), time.Unix(upd, 0).UTC()
 		out = append(out, t)
@@ -101,14 +101,14 @@ func (db *DB) ListFastTokens(ctx context.Context) ([]StoredToken, error) {
 func (db *DB) MechanismPin(ctx context.Context, account string) (mechanism string, ok bool, err error) {
 	h, err := db.handle()
 	if err != nil {
-		return "", false, fmt.Errorf("cache: mechanism pin: %w", err)
+		return "", false, fmt.Errorf("cache: mechanism pin: %w", classify(err))
 	}
 	err = h.QueryRowContext(ctx, `SELECT mechanism FROM mechanism_pins WHERE account = ?`, jidKey(account)).Scan(&mechanism)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("cache: mechanism pin: %w", err)
+		return "", false, fmt.Errorf("cache: mechanism pin: %w", classify(err))
 	}
 	return mechanism, true, nil
 }
@@ -120,7 +120,7 @@ func (db *DB) ForgetMechanismPin(ctx context.Context, account string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("cache: forget mechanism pin: %w", err)
+		return fmt.Errorf("cache: forget mechanism pin: %w", classify(err))
 	}
 	return nil
 }
@@ -155,7 +155,7 @@ func (db *DB) RecordLogin(ctx context.Context, r LoginRecord) error {
 		var err error
 		f, fdata, err = encodeFeatures(*r.Features)
 		if err != nil {
-			return fmt.Errorf("cache: record login: %w", err)
+			return fmt.Errorf("cache: record login: %w", classify(err))
 		}
 	}
 	if r.Token != nil && (r.Token.Mechanism == "" || len(r.Token.Token) == 0) {
@@ -194,7 +194,7 @@ ON CONFLICT (account) DO UPDATE SET mechanism = excluded.mechanism, updated_at =
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("cache: record login: %w", err)
+		return fmt.Errorf("cache: record login: %w", classify(err))
 	}
 	return nil
 }

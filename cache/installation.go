@@ -19,7 +19,7 @@ import (
 func (db *DB) InstallationID(ctx context.Context) (string, error) {
 	h, err := db.handle()
 	if err != nil {
-		return "", fmt.Errorf("cache: installation id: %w", err)
+		return "", fmt.Errorf("cache: installation id: %w", classify(err))
 	}
 	// Fast path: a read, which in WAL mode takes no lock.
 	id, err := installationID(ctx, h)
@@ -27,14 +27,14 @@ func (db *DB) InstallationID(ctx context.Context) (string, error) {
 		return id, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("cache: installation id: %w", err)
+		return "", fmt.Errorf("cache: installation id: %w", classify(err))
 	}
 
 	// First call on this file. Whoever takes the write lock first inserts;
 	// the others' INSERT OR IGNORE does nothing and they read the winner's.
 	candidate, err := newUUID()
 	if err != nil {
-		return "", fmt.Errorf("cache: installation id: %w", err)
+		return "", fmt.Errorf("cache: installation id: %w", classify(err))
 	}
 	err = db.withTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx,
@@ -46,7 +46,7 @@ func (db *DB) InstallationID(ctx context.Context) (string, error) {
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("cache: installation id: %w", err)
+		return "", fmt.Errorf("cache: installation id: %w", classify(err))
 	}
 	return id, nil
 }

@@ -50,7 +50,7 @@ WHERE read_seq IS NULL OR excluded.read_seq > read_seq`,
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("%s: %w", op, err)
+		return false, fmt.Errorf("%s: %w", op, classify(err))
 	}
 	return moved, nil
 }
@@ -75,7 +75,7 @@ func (db *DB) SetServerUnread(ctx context.Context, account, peer, readID string,
 	}
 	h, err := db.handle()
 	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+		return fmt.Errorf("%s: %w", op, classify(err))
 	}
 	// Seqs are shared by all accounts: the largest one marks what is held
 	// now, whichever account it belongs to.
@@ -89,7 +89,7 @@ ON CONFLICT (account, peer) DO UPDATE SET
 	server_base_seq = excluded.server_base_seq`,
 		acct, p, readID, count)
 	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+		return fmt.Errorf("%s: %w", op, classify(err))
 	}
 	return nil
 }
@@ -125,7 +125,7 @@ func (db *DB) Unreads(ctx context.Context, account string) ([]PeerState, error) 
 	const op = "cache: unreads"
 	h, err := db.handle()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
+		return nil, fmt.Errorf("%s: %w", op, classify(err))
 	}
 	// One statement, so one consistent snapshot. srv_seq is the server's
 	// read-id resolved against the messages held now: it may have been
@@ -165,19 +165,19 @@ SELECT peer,
 FROM judged
 ORDER BY peer`, jidKey(account))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
+		return nil, fmt.Errorf("%s: %w", op, classify(err))
 	}
 	defer rows.Close()
 	var list []PeerState
 	for rows.Next() {
 		var s PeerState
 		if err := rows.Scan(&s.Peer, &s.ReadID, &s.Unread, &s.ServerReported); err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
+			return nil, fmt.Errorf("%s: %w", op, classify(err))
 		}
 		list = append(list, s)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
+		return nil, fmt.Errorf("%s: %w", op, classify(err))
 	}
 	return list, nil
 }

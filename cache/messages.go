@@ -120,12 +120,12 @@ func (db *DB) AppendMessages(ctx context.Context, account string, msgs []Message
 	}
 	for i := range msgs {
 		if err := msgs[i].check(); err != nil {
-			return 0, 0, fmt.Errorf("%s: message %d: %w", op, i, err)
+			return 0, 0, fmt.Errorf("%s: message %d: %w", op, i, classify(err))
 		}
 	}
 	if len(msgs) == 0 && cursor == "" {
 		if _, err := db.handle(); err != nil {
-			return 0, 0, fmt.Errorf("%s: %w", op, err)
+			return 0, 0, fmt.Errorf("%s: %w", op, classify(err))
 		}
 		return 0, 0, nil
 	}
@@ -141,7 +141,7 @@ func (db *DB) AppendMessages(ctx context.Context, account string, msgs []Message
 		return moveCursor(ctx, tx, acct, cursor)
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("%s: %w", op, err)
+		return 0, 0, fmt.Errorf("%s: %w", op, classify(err))
 	}
 	return inserted, len(msgs) - inserted, nil
 }
@@ -240,14 +240,14 @@ WHERE coalesce(
 func (db *DB) Cursor(ctx context.Context, account string) (latestID string, err error) {
 	h, err := db.handle()
 	if err != nil {
-		return "", fmt.Errorf("cache: cursor: %w", err)
+		return "", fmt.Errorf("cache: cursor: %w", classify(err))
 	}
 	err = h.QueryRowContext(ctx, `SELECT cursor FROM sync_state WHERE account = ?`, jidKey(account)).Scan(&latestID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("cache: cursor: %w", err)
+		return "", fmt.Errorf("cache: cursor: %w", classify(err))
 	}
 	return latestID, nil
 }
@@ -256,7 +256,7 @@ func (db *DB) Cursor(ctx context.Context, account string) (latestID string, err 
 func (db *DB) HasMessage(ctx context.Context, account, stanzaID string) (bool, error) {
 	h, err := db.handle()
 	if err != nil {
-		return false, fmt.Errorf("cache: has message: %w", err)
+		return false, fmt.Errorf("cache: has message: %w", classify(err))
 	}
 	var one int
 	err = h.QueryRowContext(ctx,
@@ -267,7 +267,7 @@ func (db *DB) HasMessage(ctx context.Context, account, stanzaID string) (bool, e
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("cache: has message: %w", err)
+		return false, fmt.Errorf("cache: has message: %w", classify(err))
 	}
 	return true, nil
 }
@@ -288,7 +288,7 @@ type MessageQuery struct {
 func (db *DB) Messages(ctx context.Context, account string, q MessageQuery) ([]StoredMessage, error) {
 	h, err := db.handle()
 	if err != nil {
-		return nil, fmt.Errorf("cache: messages: %w", err)
+		return nil, fmt.Errorf("cache: messages: %w", classify(err))
 	}
 	query := `SELECT seq, stanza_id, origin_id, peer, dir, ts, body, raw FROM messages WHERE account = ? AND seq > ?`
 	args := []any{jidKey(account), q.AfterSeq}
@@ -303,7 +303,7 @@ func (db *DB) Messages(ctx context.Context, account string, q MessageQuery) ([]S
 	}
 	rows, err := h.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("cache: messages: %w", err)
+		return nil, fmt.Errorf("cache: messages: %w", classify(err))
 	}
 	defer rows.Close()
 	var list []StoredMessage
@@ -314,7 +314,7 @@ func (db *DB) Messages(ctx context.Context, account string, q MessageQuery) ([]S
 			ts  int64
 		)
 		if err := rows.Scan(&m.Seq, &m.StanzaID, &m.OriginID, &m.Peer, &dir, &ts, &m.Body, &m.Raw); err != nil {
-			return nil, fmt.Errorf("cache: messages: %w", err)
+			return nil, fmt.Errorf("cache: messages: %w", classify(err))
 		}
 		m.Direction = Direction(dir)
 		m.Time = time.UnixMicro(ts).UTC()
@@ -324,7 +324,7 @@ func (db *DB) Messages(ctx context.Context, account string, q MessageQuery) ([]S
 		list = append(list, m)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("cache: messages: %w", err)
+		return nil, fmt.Errorf("cache: messages: %w", classify(err))
 	}
 	return list, nil
 }
@@ -333,11 +333,11 @@ func (db *DB) Messages(ctx context.Context, account string, q MessageQuery) ([]S
 func (db *DB) CountMessages(ctx context.Context, account string) (int, error) {
 	h, err := db.handle()
 	if err != nil {
-		return 0, fmt.Errorf("cache: count messages: %w", err)
+		return 0, fmt.Errorf("cache: count messages: %w", classify(err))
 	}
 	var n int
 	if err := h.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE account = ?`, jidKey(account)).Scan(&n); err != nil {
-		return 0, fmt.Errorf("cache: count messages: %w", err)
+		return 0, fmt.Errorf("cache: count messages: %w", classify(err))
 	}
 	return n, nil
 }
@@ -361,7 +361,7 @@ type Gap struct {
 func (db *DB) AddGap(ctx context.Context, account string, g Gap) error {
 	h, err := db.handle()
 	if err != nil {
-		return fmt.Errorf("cache: add gap: %w", err)
+		return fmt.Errorf("cache: add gap: %w", classify(err))
 	}
 	acct := jidKey(account)
 	if acct == "" || g.AfterID == "" || g.BeforeID == "" {
@@ -375,7 +375,7 @@ INSERT INTO gaps (account, after_id, before_id, detected) VALUES (?, ?, ?, ?)
 ON CONFLICT (account, after_id, before_id) DO NOTHING`,
 		acct, g.AfterID, g.BeforeID, g.Detected.UnixMicro())
 	if err != nil {
-		return fmt.Errorf("cache: add gap: %w", err)
+		return fmt.Errorf("cache: add gap: %w", classify(err))
 	}
 	return nil
 }
@@ -384,12 +384,12 @@ ON CONFLICT (account, after_id, before_id) DO NOTHING`,
 func (db *DB) Gaps(ctx context.Context, account string) ([]Gap, error) {
 	h, err := db.handle()
 	if err != nil {
-		return nil, fmt.Errorf("cache: gaps: %w", err)
+		return nil, fmt.Errorf("cache: gaps: %w", classify(err))
 	}
 	rows, err := h.QueryContext(ctx,
 		`SELECT after_id, before_id, detected FROM gaps WHERE account = ? ORDER BY id`, jidKey(account))
 	if err != nil {
-		return nil, fmt.Errorf("cache: gaps: %w", err)
+		return nil, fmt.Errorf("cache: gaps: %w", classify(err))
 	}
 	defer rows.Close()
 	var list []Gap
@@ -399,13 +399,13 @@ func (db *DB) Gaps(ctx context.Context, account string) ([]Gap, error) {
 			detected int64
 		)
 		if err := rows.Scan(&g.AfterID, &g.BeforeID, &detected); err != nil {
-			return nil, fmt.Errorf("cache: gaps: %w", err)
+			return nil, fmt.Errorf("cache: gaps: %w", classify(err))
 		}
 		g.Detected = time.UnixMicro(detected).UTC()
 		list = append(list, g)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("cache: gaps: %w", err)
+		return nil, fmt.Errorf("cache: gaps: %w", classify(err))
 	}
 	return list, nil
 }

@@ -28,7 +28,7 @@ type ScramKeys struct {
 func (db *DB) ScramKeysFor(ctx context.Context, account, mechanism string, salt []byte, iterations int) (k ScramKeys, ok bool, err error) {
 	h, err := db.handle()
 	if err != nil {
-		return k, false, fmt.Errorf("cache: scram keys: %w", err)
+		return k, false, fmt.Errorf("cache: scram keys: %w", classify(err))
 	}
 	var s []byte
 	var it int
@@ -38,7 +38,7 @@ func (db *DB) ScramKeysFor(ctx context.Context, account, mechanism string, salt 
 		return ScramKeys{}, false, nil
 	}
 	if err != nil {
-		return ScramKeys{}, false, fmt.Errorf("cache: scram keys: %w", err)
+		return ScramKeys{}, false, fmt.Errorf("cache: scram keys: %w", classify(err))
 	}
 	if it != iterations || !bytes.Equal(s, salt) {
 		return ScramKeys{}, false, nil
@@ -63,7 +63,7 @@ ON CONFLICT (account, mechanism) DO UPDATE SET
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("cache: put scram keys: %w", err)
+		return fmt.Errorf("cache: put scram keys: %w", classify(err))
 	}
 	return nil
 }
@@ -76,7 +76,7 @@ func (db *DB) ForgetScramKeys(ctx context.Context, account string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("cache: forget scram keys: %w", err)
+		return fmt.Errorf("cache: forget scram keys: %w", classify(err))
 	}
 	return nil
 }
@@ -94,11 +94,11 @@ type StoredKey struct {
 func (db *DB) ListScramKeys(ctx context.Context) ([]StoredKey, error) {
 	h, err := db.handle()
 	if err != nil {
-		return nil, fmt.Errorf("cache: list scram keys: %w", err)
+		return nil, fmt.Errorf("cache: list scram keys: %w", classify(err))
 	}
 	rows, err := h.QueryContext(ctx, `SELECT account, mechanism, iterations, updated_at FROM scram_keys ORDER BY account, mechanism`)
 	if err != nil {
-		return nil, fmt.Errorf("cache: list scram keys: %w", err)
+		return nil, fmt.Errorf("cache: list scram keys: %w", classify(err))
 	}
 	defer rows.Close()
 	var out []StoredKey
@@ -106,32 +106,38 @@ func (db *DB) ListScramKeys(ctx context.Context) ([]StoredKey, error) {
 		var k StoredKey
 		var ts int64
 		if err := rows.Scan(&k.Account, &k.Mechanism, &k.Iterations, &ts); err != nil {
-			return nil, fmt.Errorf("cache: list scram keys: %w", err)
+			return nil, fmt.Errorf("cache: list scram keys: %w", classify(err))
 		}
 		k.Updated = time.Unix(ts, 0).UTC()
 		out = append(out, k)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cache: list scram keys: %w", classify(err))
+	}
+	return out, nil
 }
 
 // Accounts lists the accounts with a sync cursor or stored messages.
 func (db *DB) Accounts(ctx context.Context) ([]string, error) {
 	h, err := db.handle()
 	if err != nil {
-		return nil, fmt.Errorf("cache: accounts: %w", err)
+		return nil, fmt.Errorf("cache: accounts: %w", classify(err))
 	}
 	rows, err := h.QueryContext(ctx, `SELECT account FROM sync_state UNION SELECT DISTINCT account FROM messages ORDER BY 1`)
 	if err != nil {
-		return nil, fmt.Errorf("cache: accounts: %w", err)
+		return nil, fmt.Errorf("cache: accounts: %w", classify(err))
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
 		var a string
 		if err := rows.Scan(&a); err != nil {
-			return nil, fmt.Errorf("cache: accounts: %w", err)
+			return nil, fmt.Errorf("cache: accounts: %w", classify(err))
 		}
 		out = append(out, a)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cache: accounts: %w", classify(err))
+	}
+	return out, nil
 }

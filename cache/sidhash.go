@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"database/sql"
 	"hash/fnv"
 
 	"github.com/mattn/go-sqlite3"
@@ -17,19 +16,12 @@ func sidHash(stanzaID string) int64 {
 
 // sidHashFunc is sidHash as an SQL function, for the queries that look up a
 // stanza-id held in a column. It is registered on every connection of the
-// pool (driverName), and used in queries only, never in the schema, so the
+// pool (connectHook), and used in queries only, never in the schema, so the
 // file stays readable by any SQLite.
 const sidHashFunc = "pipebind_sid_hash"
 
-// driverName is go-sqlite3 with pipebind's connection setup: sidHashFunc,
-// and the per-connection pragmas the DSN has no key for.
-const driverName = "sqlite3_pipebind"
-
-func init() {
-	sql.Register(driverName, &sqlite3.SQLiteDriver{ConnectHook: connectHook})
-}
-
-// connectHook prepares each new connection:
+// connectHook prepares each new connection (see also options.connectHook),
+// for what the DSN has no key for:
 //
 //   - sidHashFunc, deterministic;
 //   - cache_size 16 MiB (default 2 MiB), so the pages a catch-up touches

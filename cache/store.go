@@ -19,7 +19,7 @@ import (
 func (db *DB) Features(ctx context.Context, domain string) (f Features, ok bool, err error) {
 	h, err := db.handle()
 	if err != nil {
-		return Features{}, false, fmt.Errorf("cache: features: %w", err)
+		return Features{}, false, fmt.Errorf("cache: features: %w", classify(err))
 	}
 	key := domainKey(domain)
 	if key == "" {
@@ -36,7 +36,7 @@ func (db *DB) Features(ctx context.Context, domain string) (f Features, ok bool,
 		return Features{}, false, nil
 	}
 	if err != nil {
-		return Features{}, false, fmt.Errorf("cache: features: %w", err)
+		return Features{}, false, fmt.Errorf("cache: features: %w", classify(err))
 	}
 	f, ok = decodeFeatures(key, version, data)
 	return f, ok, nil
@@ -63,14 +63,14 @@ func decodeFeatures(domain string, version int, data string) (f Features, ok boo
 func (db *DB) PutFeatures(ctx context.Context, f Features) error {
 	h, err := db.handle()
 	if err != nil {
-		return fmt.Errorf("cache: put features: %w", err)
+		return fmt.Errorf("cache: put features: %w", classify(err))
 	}
 	f, data, err := encodeFeatures(f)
 	if err != nil {
-		return fmt.Errorf("cache: put features: %w", err)
+		return fmt.Errorf("cache: put features: %w", classify(err))
 	}
 	if err := upsertFeatures(ctx, h, f, data); err != nil {
-		return fmt.Errorf("cache: put features: %w", err)
+		return fmt.Errorf("cache: put features: %w", classify(err))
 	}
 	return nil
 }
@@ -119,10 +119,10 @@ ON CONFLICT (domain) DO UPDATE SET
 func (db *DB) ForgetFeatures(ctx context.Context, domain string) error {
 	h, err := db.handle()
 	if err != nil {
-		return fmt.Errorf("cache: forget features: %w", err)
+		return fmt.Errorf("cache: forget features: %w", classify(err))
 	}
 	if _, err := h.ExecContext(ctx, `DELETE FROM server_features WHERE domain = ?`, domainKey(domain)); err != nil {
-		return fmt.Errorf("cache: forget features: %w", err)
+		return fmt.Errorf("cache: forget features: %w", classify(err))
 	}
 	return nil
 }
@@ -133,11 +133,11 @@ func (db *DB) ForgetFeatures(ctx context.Context, domain string) error {
 func (db *DB) ListFeatures(ctx context.Context) ([]Features, error) {
 	h, err := db.handle()
 	if err != nil {
-		return nil, fmt.Errorf("cache: list features: %w", err)
+		return nil, fmt.Errorf("cache: list features: %w", classify(err))
 	}
 	rows, err := h.QueryContext(ctx, `SELECT domain, version, data FROM server_features ORDER BY domain`)
 	if err != nil {
-		return nil, fmt.Errorf("cache: list features: %w", err)
+		return nil, fmt.Errorf("cache: list features: %w", classify(err))
 	}
 	defer rows.Close()
 	var list []Features
@@ -147,14 +147,14 @@ func (db *DB) ListFeatures(ctx context.Context) ([]Features, error) {
 			version      int
 		)
 		if err := rows.Scan(&domain, &version, &data); err != nil {
-			return nil, fmt.Errorf("cache: list features: %w", err)
+			return nil, fmt.Errorf("cache: list features: %w", classify(err))
 		}
 		if f, ok := decodeFeatures(domain, version, data); ok {
 			list = append(list, f)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("cache: list features: %w", err)
+		return nil, fmt.Errorf("cache: list features: %w", classify(err))
 	}
 	return list, nil
 }
