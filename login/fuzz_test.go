@@ -23,10 +23,24 @@ func FuzzParseFeatures(f *testing.F) {
 func FuzzParseSASL2Success(f *testing.F) {
 	f.Add([]byte(prosodySuccess))
 	f.Add([]byte(`<success xmlns='urn:xmpp:sasl:2'><additional-data>dj1wTk5ERlZFUXh1WHhDb1NFaVc4R0VaKzFSU289</additional-data><authorization-identifier>user@example.org</authorization-identifier></success>`))
+	// XEP-0484 token (Prosody's expiry has fractional seconds), XEP-0198
+	// inline resume answers.
+	f.Add([]byte(`<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>alice@localhost/r</authorization-identifier><token xmlns='urn:xmpp:fast:0' expiry='2026-12-16T14:36:15.123456Z' token='WXZzciBwYmFmdmZnZiBqdmd1IGp2eXFhcmZm'/><bound xmlns='urn:xmpp:bind:0'/></success>`))
+	f.Add([]byte(`<success xmlns='urn:xmpp:sasl:2'><additional-data>AAAA</additional-data><authorization-identifier>user@example.com/res</authorization-identifier><resumed xmlns='urn:xmpp:sm:3' h='345' previd='0312a1b8'/></success>`))
+	f.Add([]byte(`<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>user@example.com</authorization-identifier><failed xmlns='urn:xmpp:sm:3' h='2'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed><bound xmlns='urn:xmpp:bind:0'/></success>`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := ParseSASL2Success(data)
-		if err == nil && s.AuthorizationIdentifier.Domainpart() == "" {
+		if err != nil {
+			return
+		}
+		if s.AuthorizationIdentifier.Domainpart() == "" {
 			t.Fatal("success without a valid authorization identifier")
+		}
+		if tok := s.Token; tok != nil && (len(tok.Secret) == 0 || len(tok.Secret) > maxTokenLen || tok.Expiry.IsZero()) {
+			t.Fatalf("accepted token %v with %d secret bytes", tok, len(tok.Secret))
+		}
+		if r := s.Resumed; r != nil && r.PrevID == "" {
+			t.Fatal("resumed without previd")
 		}
 	})
 }

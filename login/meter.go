@@ -3,6 +3,7 @@ package login
 import (
 	"bufio"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -43,6 +44,12 @@ type meterConn struct {
 	sent     atomic.Uint32 // stanzas written after the login
 	sentMsgs atomic.Uint32 // of which messages
 
+	// skipFeatures drops a stray <stream:features> after a resumption
+	// (reading goroutine only, like lex; skipSeen counts the elements seen).
+	skipFeatures atomic.Bool
+	skipSeen     int
+	elemBytes    int // bytes of the current top-level element (reading goroutine)
+
 	onStanza  func([]byte) // Config.OnStanzaOut; set before scanning starts
 	capturing bool         // inside a top-level element (under outMu)
 	capture   []byte       // its bytes so far (under outMu)
@@ -62,6 +69,7 @@ func (r rawReader) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.mu.Lock()
+		over := false
 		if !c.stopped {
 			if c.pending {
 				c.pending = false
@@ -69,8 +77,12 @@ func (r rawReader) Read(p []byte) (int, error) {
 				c.fl = append(c.fl, c.cur)
 			}
 			c.in += int64(n)
+			over = c.in > MaxLoginBytes
 		}
 		c.mu.Unlock()
+		if over {
+			return n, fmt.Errorf("%w: the server's login answers exceed %d bytes", ErrTooLarge, MaxLoginBytes)
+		}
 	}
 	return n, err
 }
@@ -125,11 +137,28 @@ func (c *meterConn) Write(p []byte) (int, error) {
 }
 
 func (c *meterConn) Read(p []byte) (int, error) {
+	if c.skipFeatures.Load() {
+		// Byte by byte while a features element may have to be dropped.
+		for i := range p {
+			if i > 0 && c.br.Buffered() == 0 {
+				return i, nil
+			}
+			b, err := c.ReadByte()
+			if err != nil {
+				return i, err
+			}
+			p[i] = b
+		}
+		return len(p), nil
+	}
 	n, err := c.br.Read(p)
 	if n > 0 && c.scan.Load() {
 		for _, b := range p[:n] {
 			if c.lex.feed(b) {
 				c.handled.Add(1)
+			}
+			if berr := c.bound(); berr != nil {
+				return 0, berr
 			}
 		}
 	}
@@ -138,14 +167,98 @@ func (c *meterConn) Read(p []byte) (int, error) {
 
 // ReadByte implements io.ByteReader for encoding/xml.
 func (c *meterConn) ReadByte() (byte, error) {
+	if c.skipFeatures.Load() && c.lex.depth == 0 && c.lex.state == lexText {
+		if err := c.dropFeatures(); err != nil {
+			return 0, err
+		}
+	}
 	b, err := c.br.ReadByte()
-	if err == nil && c.scan.Load() && c.lex.feed(b) {
-		c.handled.Add(1)
+	if err == nil && c.scan.Load() {
+		if c.lex.feed(b) {
+			c.handled.Add(1)
+		}
+		if err := c.bound(); err != nil {
+			return 0, err
+		}
 	}
 	return b, err
 }
 
+// Limits on what a server can make the client buffer. A top-level element
+// (a stanza) beyond MaxStanzaBytes or nested deeper than MaxDepth ends the
+// session with ErrTooLarge; so do login answers beyond MaxLoginBytes.
+const (
+	MaxStanzaBytes = 1 << 20 // Prosody's default limit is 256 KiB
+	MaxDepth       = 128
+	MaxLoginBytes  = 1 << 20
+)
+
+// ErrTooLarge reports a server element beyond the limits above. It matches
+// ErrProtocol.
+var ErrTooLarge = fmt.Errorf("%w: element too large or too deep", ErrProtocol)
+
+// bound enforces MaxStanzaBytes and MaxDepth on the element being read.
+func (c *meterConn) bound() error {
+	if c.lex.depth == 0 && c.lex.state == lexText {
+		c.elemBytes = 0
+		return nil
+	}
+	c.elemBytes++
+	switch {
+	case c.elemBytes > MaxStanzaBytes:
+		return fmt.Errorf("%w: a stanza larger than %d bytes", ErrTooLarge, MaxStanzaBytes)
+	case c.lex.depth > MaxDepth:
+		return fmt.Errorf("%w: elements nested deeper than %d", ErrTooLarge, MaxDepth)
+	}
+	return nil
+}
+
 var _ io.ByteReader = (*meterConn)(nil)
+
+// featuresTag is how servers start a features element (the stream prefix
+// is bound in the stream header, and every server uses "stream").
+const featuresTag = "<stream:features"
+
+// maxSkipWindow bounds how many top-level elements after a resumption are
+// checked for a stray features element.
+const maxSkipWindow = 64
+
+// dropFeatures discards a <stream:features> element that begins at the
+// reader's position. XEP-0198 says no features follow a SASL2 <success/>
+// that resumed a session, but Prosody 13 sends them (after the stanzas it
+// retransmits); left in the stream they would end mellium's Serve
+// (ErrUnknownStreamElement). It is active only after a resumption, for the
+// first elements.
+func (c *meterConn) dropFeatures() error {
+	head, err := c.br.Peek(1)
+	if err != nil || head[0] != '<' {
+		return nil // the read that follows reports the error
+	}
+	if c.skipSeen++; c.skipSeen > maxSkipWindow {
+		c.skipFeatures.Store(false)
+		return nil
+	}
+	head, err = c.br.Peek(len(featuresTag) + 1)
+	if err != nil || string(head[:len(featuresTag)]) != featuresTag {
+		return nil
+	}
+	switch head[len(featuresTag)] {
+	case ' ', '>', '/', '\t', '\n', '\r':
+	default:
+		return nil
+	}
+	c.skipFeatures.Store(false)
+	for {
+		b, err := c.br.ReadByte()
+		if err != nil {
+			return err
+		}
+		c.lex.feed(b) // never a stanza: the counter does not move
+		if c.lex.depth == 0 && c.lex.state == lexText {
+			return nil
+		}
+	}
+}
 
 // flights stops counting round trips, starts counting stanzas and returns
 // the round trips seen. It is called when the decoder has consumed exactly

@@ -186,3 +186,30 @@ func TestErrorClassification(t *testing.T) {
 		t.Errorf("message %q", s)
 	}
 }
+
+func TestParseSASL2SuccessFASTAndResume(t *testing.T) {
+	s, err := ParseSASL2Success([]byte(`<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>alice@localhost/r</authorization-identifier><token xmlns='urn:xmpp:fast:0' expiry='2026-12-16T14:36:15.5Z' token='secret-1'/><resumed xmlns='urn:xmpp:sm:3' h='4294967295' previd='p1'/></success>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Token == nil || string(s.Token.Secret) != "secret-1" || s.Token.Expiry.Nanosecond() != 5e8 {
+		t.Fatalf("token %+v", s.Token)
+	}
+	if s.Resumed == nil || s.Resumed.PrevID != "p1" || s.Resumed.H != 4294967295 {
+		t.Fatalf("resumed %+v", s.Resumed)
+	}
+	s, err = ParseSASL2Success([]byte(`<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>alice@localhost</authorization-identifier><failed xmlns='urn:xmpp:sm:3'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed></success>`))
+	if err != nil || s.ResumeFailed != "item-not-found" {
+		t.Fatalf("failed resume: %q, %v", s.ResumeFailed, err)
+	}
+	for _, bad := range []string{
+		`<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>a@b</authorization-identifier><token xmlns='urn:xmpp:fast:0' expiry='tomorrow' token='x'/></success>`,
+		`<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>a@b</authorization-identifier><token xmlns='urn:xmpp:fast:0' expiry='2026-12-16T14:36:15Z' token=''/></success>`,
+		`<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>a@b</authorization-identifier><resumed xmlns='urn:xmpp:sm:3' h='4294967296' previd='p'/></success>`,
+		`<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>a@b</authorization-identifier><resumed xmlns='urn:xmpp:sm:3' h='1'/></success>`,
+	} {
+		if _, err := ParseSASL2Success([]byte(bad)); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%s: %v, want ErrProtocol", bad, err)
+		}
+	}
+}

@@ -277,6 +277,7 @@ loop:
 			return protocolErrorf("sm resumed but the session's full JID is unknown")
 		}
 		n.res.SM = SMState{Enabled: true, ID: rs.PrevID, Resumable: true}
+		n.meter.skipFeatures.Store(true) // Prosody 13 sends features anyway
 		return nil
 	}
 	n.res.ResumeFailed = succ.ResumeFailed
