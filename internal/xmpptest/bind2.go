@@ -63,6 +63,13 @@ func (c *conn) bind2(req *bindRequest) (*element, error) {
 	bound := newElement(nsBind2, "bound")
 	if req.sm != nil {
 		bound.add(c.enableSM(req.sm))
+		if c.sm.enabled {
+			// Nothing is written to this stream before <success/>, which
+			// carries <enabled/>: routed stanzas wait for markReady.
+			c.wmu.Lock()
+			c.startSMOutLocked()
+			c.wmu.Unlock()
+		}
 	}
 	return bound, nil
 }

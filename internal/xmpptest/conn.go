@@ -91,6 +91,7 @@ const (
 // closing.
 type streamError struct {
 	cond, text string
+	app        *element // application-specific condition, or nil
 }
 
 func (e *streamError) Error() string {
@@ -102,6 +103,11 @@ func (e *streamError) Error() string {
 
 // errPeerClosed means the client closed its stream.
 var errPeerClosed = errors.New("xmpptest: client closed the stream")
+
+// errConnLost means the client's data ended (TCP FIN, or TLS close_notify)
+// without </stream:stream>: a lost connection, after which a resumable
+// session is kept (sm.go).
+var errConnLost = errors.New("xmpptest: the connection ended without </stream:stream>")
 
 const writeTimeout = 10 * time.Second
 
@@ -147,7 +153,16 @@ type conn struct {
 	user       string  // authenticated localpart
 	bare       jid.JID // authenticated bare JID
 	sm         smState
+	smH        atomic.Uint32 // XEP-0198 inbound 'h'; written by the connection goroutine
 	csi        string
+
+	// XEP-0198 outbound state (sm.go), guarded by wmu.
+	smo     smOut
+	movedTo *conn // set when a resumption moved this session to another connection
+
+	// Guarded by srv.mu (sm.go).
+	detached   bool      // the connection is gone; the session awaits resumption
+	smDeadline time.Time // when a detached session expires
 
 	// Set once when bound (before the session is registered, so readers that
 	// find the conn in the registry see it), then read-only.
@@ -403,13 +418,16 @@ func (c *conn) fail(err error) error {
 		_ = c.writeRaw(streamName, true, []byte("</stream:stream>"))
 		return nil
 	case errors.As(err, &se):
+	case errors.As(err, &syn) && syn.Msg == "unexpected EOF":
+		// The client's data ended inside the stream: the connection was
+		// lost (or closed without </stream:stream>). Nobody is left to read
+		// a stream error.
+		return errConnLost
 	case errors.Is(err, errTooLarge), errors.Is(err, errTooDeep):
 		se = &streamError{cond: "policy-violation", text: err.Error()}
 	case errors.Is(err, errDTD):
 		se = &streamError{cond: "restricted-xml"}
 	case errors.As(err, &syn):
-		// Also "unexpected EOF" when the client vanished: the write then
-		// fails, which is harmless.
 		se = &streamError{cond: "not-well-formed", text: syn.Msg}
 	default:
 		return err
@@ -431,6 +449,7 @@ func (c *conn) sendStreamError(se *streamError) {
 	if se.text != "" {
 		e.add(newElement(nsStreamError, "text").addText(se.text))
 	}
+	e.add(se.app) // RFC 6120 §4.9.4: after the text
 	_ = c.send(e)
 	_ = c.writeRaw(streamName, true, []byte("</stream:stream>"))
 }
@@ -470,32 +489,54 @@ func (c *conn) writeRaw(n xml.Name, end bool, data []byte) error {
 	return c.writeLocked(n, end, data)
 }
 
+// writeLocked numbers a stanza for stream management (sm.go), also when
+// the connection is gone, so that a resumption retransmits it, then writes
+// it, with an <r/> in the same Write when one is due. Called with wmu held.
 func (c *conn) writeLocked(n xml.Name, end bool, data []byte) error {
-	if c.wclosed {
-		return net.ErrClosed
+	if c.smo.track(n, data) {
+		return c.emitLocked(outItem{name: n, data: data}, smRequestItem)
 	}
-	if c.secured {
-		c.log.recordOut(n, end, time.Now())
-	}
-	return c.writeBytesLocked(data)
+	return c.emitLocked(outItem{name: n, end: end, data: data})
 }
 
-// writeItems writes several top-level items in a single Write call (so one
-// TLS record), recording an Out event for each.
-func (c *conn) writeItems(items ...queuedOut) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+// smRequestItem is the <r/> the server sends when Config.SMRequestEvery
+// says so.
+var smRequestItem = outItem{name: name(nsSM, "r"), data: []byte("<r xmlns='urn:xmpp:sm:3'/>")}
+
+// emitLocked records items and writes them in a single Write call (so one
+// TLS record), without numbering them: retransmissions go straight here.
+// Called with wmu held.
+func (c *conn) emitLocked(items ...outItem) error {
 	if c.wclosed {
 		return net.ErrClosed
 	}
 	var data []byte
 	for _, it := range items {
 		if c.secured {
-			c.log.recordOut(it.name, false, time.Now())
+			c.log.recordOut(it.name, it.end, time.Now())
 		}
-		data = append(data, it.data...)
+		if len(items) == 1 {
+			data = it.data
+		} else {
+			data = append(data, it.data...)
+		}
 	}
 	return c.writeBytesLocked(data)
+}
+
+// writeItems writes several top-level items in a single Write call,
+// recording an Out event for each and numbering stanzas (writeLocked).
+func (c *conn) writeItems(items ...queuedOut) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	out := make([]outItem, 0, len(items))
+	for _, it := range items {
+		out = append(out, outItem{name: it.name, data: it.data})
+		if c.smo.track(it.name, it.data) {
+			out = append(out, smRequestItem)
+		}
+	}
+	return c.emitLocked(out...)
 }
 
 func (c *conn) writeBytesLocked(data []byte) error {
@@ -523,9 +564,17 @@ func (c *conn) writeBytesLocked(data []byte) error {
 	return c.hitFault(hit)
 }
 
-// queuedOut is a routed stanza waiting for its session to become ready.
+// queuedOut is a routed stanza waiting for its session to become ready,
+// or one of several items written together (writeItems).
 type queuedOut struct {
 	name xml.Name
+	data []byte
+}
+
+// outItem is an item emitLocked writes.
+type outItem struct {
+	name xml.Name
+	end  bool // the closing </stream:stream>
 	data []byte
 }
 
@@ -538,6 +587,12 @@ const maxQueued = 1000
 func (c *conn) deliver(el *element) {
 	data := el.appendXML(nil, nsClient)
 	c.wmu.Lock()
+	if to := c.movedTo; to != nil {
+		// The session was resumed on another connection (sm.go).
+		c.wmu.Unlock()
+		to.deliver(el)
+		return
+	}
 	defer c.wmu.Unlock()
 	if !c.ready {
 		if len(c.pending) < maxQueued {
@@ -569,7 +624,7 @@ func (c *conn) markReady() {
 
 // finish tears the connection down and closes the ConnLog's Done channel.
 func (c *conn) finish(err error) {
-	c.srv.unbind(c)
+	c.srv.endSession(c, err)
 	c.wmu.Lock()
 	c.wclosed = true
 	nc := c.nc

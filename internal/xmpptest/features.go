@@ -15,11 +15,14 @@ func (c *conn) features() *element {
 		if !c.cfg.NoSASL2 {
 			f.add(c.sasl2Feature())
 		}
-		if c.tlsState != nil {
-			// XEP-0440. No -PLUS mechanism is offered (see Config.Mechanisms),
-			// but the type the transport could bind to is advertised.
-			f.add(newElement(nsSASLCB, "sasl-channel-binding").add(
-				newElement(nsSASLCB, "channel-binding", "type", "tls-exporter")))
+		if cbs := c.advertisedChannelBindings(); cbs != nil {
+			// XEP-0440: the types the transport can bind to (the SSDP hash
+			// of scram_server.go covers the same list).
+			cb := newElement(nsSASLCB, "sasl-channel-binding")
+			for _, t := range cbs {
+				cb.add(newElement(nsSASLCB, "channel-binding", "type", t))
+			}
+			f.add(cb)
 		}
 	case stateAuthed:
 		if c.cfg.Bind2Draft {
@@ -42,7 +45,7 @@ func (c *conn) classicMechanisms() *element {
 }
 
 // sasl2Feature is the XEP-0388 <authentication/> feature with the inline
-// features of XEP-0386 and XEP-0198.
+// features of XEP-0386, XEP-0198 (resumption) and XEP-0484.
 func (c *conn) sasl2Feature() *element {
 	a := newElement(nsSASL2, "authentication")
 	for _, name := range c.cfg.Mechanisms {
@@ -52,6 +55,15 @@ func (c *conn) sasl2Feature() *element {
 	if !c.cfg.NoBind2 {
 		inline.add(bind2Feature())
 	}
-	inline.add(newElement(nsSM, "sm"))
+	if !c.cfg.NoSMResume {
+		inline.add(newElement(nsSM, "sm")) // XEP-0198 §inline-resume
+	}
+	if !c.cfg.NoFAST && len(c.cfg.FASTMechanisms) > 0 {
+		fast := newElement(nsFAST, "fast") // XEP-0484 §support
+		for _, m := range c.cfg.FASTMechanisms {
+			fast.add(newElement(nsFAST, "mechanism").addText(m))
+		}
+		inline.add(fast)
+	}
 	return a.add(inline)
 }

@@ -53,6 +53,17 @@ func FuzzServerInput(f *testing.F) {
 		"  \n\t ",
 		"<x:y xmlns:x='urn:x' a='1' b=\"2\">&amp;&lt;&#x41;</x:y>",
 		"\xff\xfe<",
+		// FAST (fast.go) and resumption (sm.go).
+		"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='HT-SHA-256-NONE'><initial-response>" + b64("alice\x000123456789abcdef0123456789abcdef") +
+			"</initial-response><user-agent id='" + testUA + "'/><fast xmlns='urn:xmpp:fast:0' count='7' invalidate='true'/>" +
+			"<request-token xmlns='urn:xmpp:fast:0' mechanism='HT-SHA-256-NONE'/></authenticate>" + sasl2Plain("alice", "secret", "x"),
+		"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='HT-SHA-256-EXPR'><initial-response>" + b64("alice\x00x") +
+			"</initial-response><user-agent id='u'/><fast xmlns='urn:xmpp:fast:0' count='x'/></authenticate>",
+		withInline(sasl2Plain("alice", "secret", "r"), "<resume xmlns='urn:xmpp:sm:3' previd='abc' h='4294967295'/>"+requestToken("HT-SHA-256-NONE")) +
+			"<a xmlns='urn:xmpp:sm:3' h='0'/><message to='alice@localhost' id='self'><body>x</body></message><a xmlns='urn:xmpp:sm:3' h='7'/>",
+		sasl2Plain("alice", "secret", "r") + "<a xmlns='urn:xmpp:sm:3'/>",
+		"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" + b64("\x00alice\x00secret") + "</auth>" +
+			streamHeader("alice@localhost") + "<resume xmlns='urn:xmpp:sm:3' previd='' h='-1'/><enable xmlns='urn:xmpp:sm:3' resume='1' max='0'/>",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -68,6 +79,7 @@ func FuzzServerInput(f *testing.F) {
 			s.mu.Lock()
 			s.logs = nil
 			s.mu.Unlock()
+			s.ExpireSMSessions("") // sessions detached by the end of input
 		}()
 		sr, cw := io.Pipe()
 		cr, sw := io.Pipe()

@@ -18,6 +18,7 @@ const (
 	nsSession     = "urn:ietf:params:xml:ns:xmpp-session"
 	nsStanzas     = "urn:ietf:params:xml:ns:xmpp-stanzas"
 	nsSM          = "urn:xmpp:sm:3"
+	nsFAST        = "urn:xmpp:fast:0" // XEP-0484 (fast.go)
 	nsCSI         = "urn:xmpp:csi:0"
 	nsCarbons     = "urn:xmpp:carbons:2"
 	nsForward     = "urn:xmpp:forward:0"

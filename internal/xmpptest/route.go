@@ -38,6 +38,7 @@ func (c *conn) bindResource(res string) error {
 func (s *Server) bindSession(c *conn, res string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reapLocked()
 	bare := c.bare.String()
 	m := s.sessions[bare]
 	if m == nil {
@@ -56,10 +57,10 @@ func (s *Server) bindSession(c *conn, res string) error {
 	return nil
 }
 
-// unbind removes the connection's session, if any.
-func (s *Server) unbind(c *conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// unbindLocked removes the connection's session, if any, and ends its
+// stream management session; a detached one leaves a tombstone with its
+// final 'h' (sm.go). Called with s.mu held.
+func (s *Server) unbindLocked(c *conn) {
 	if !c.bound {
 		return
 	}
@@ -70,12 +71,21 @@ func (s *Server) unbind(c *conn) {
 			delete(s.sessions, bare)
 		}
 	}
+	if c.sm.id != "" && s.smIndex[c.sm.id] == c {
+		delete(s.smIndex, c.sm.id)
+		if c.detached {
+			s.smGone[c.sm.id] = smTombstone{user: c.user, h: c.smH.Load()}
+		}
+	}
+	delete(s.detached, c)
+	c.detached = false
 }
 
 // sessionsOf returns the sessions bound to a bare JID.
 func (s *Server) sessionsOf(bare jid.JID) []*conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reapLocked()
 	var out []*conn
 	for _, c := range s.sessions[bare.String()] {
 		out = append(out, c)
@@ -87,6 +97,7 @@ func (s *Server) sessionsOf(bare jid.JID) []*conn {
 func (s *Server) session(full jid.JID) *conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reapLocked()
 	return s.sessions[full.Bare().String()][full.Resourcepart()]
 }
 

@@ -3,22 +3,19 @@ package xmpptest
 import (
 	"bytes"
 	"crypto/pbkdf2"
-	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
 	"hash"
 	"strings"
 
-	"mellium.im/sasl"
 	"mellium.im/xmpp/jid"
 )
 
 // This file holds the SASL mechanisms shared by classic SASL (classic.go)
-// and SASL2 (sasl2.go): PLAIN with a small parser, SCRAM through mellium's
-// server negotiator. mellium v0.3.2 panics for server-side -PLUS, so channel
-// binding is not offered.
+// and SASL2 (sasl2.go): PLAIN with a small parser, and the salted-password
+// cache of SCRAM, whose exchange (with -PLUS channel binding and XEP-0474
+// SSDP) is in scram_server.go.
 
 // saslError is a SASL failure with an RFC 6120 §6.5 condition.
 type saslError struct {
@@ -56,13 +53,11 @@ func (c *conn) newAuthenticator(mech string) (authenticator, *saslError) {
 	if !c.cfg.offers(mech) {
 		return nil, &saslError{cond: "invalid-mechanism", text: "mechanism not offered"}
 	}
-	switch mech {
-	case "PLAIN":
+	if mech == "PLAIN" {
 		return &plainAuth{c: c}, nil
-	case "SCRAM-SHA-1":
-		return c.newScram(sasl.ScramSha1, sha1.New), nil
-	case "SCRAM-SHA-256":
-		return c.newScram(sasl.ScramSha256, sha256.New), nil
+	}
+	if fam, plus, ok := scramFamilyOf(mech); ok {
+		return c.newScram(mech, fam, plus), nil
 	}
 	return nil, &saslError{cond: "invalid-mechanism", text: "mechanism not implemented by xmpptest"}
 }
@@ -133,65 +128,6 @@ func (a *plainAuth) next(in []byte) ([]byte, bool, *saslError) {
 
 func (a *plainAuth) identity() (string, string) { return a.local, a.authzid }
 
-// scramAuth wraps mellium's server-side SCRAM negotiator.
-type scramAuth struct {
-	c        *conn
-	neg      *sasl.Negotiator
-	steps    int
-	local    string
-	authzid  string
-	fetchErr *saslError // why the credentials lookup refused, if it did
-}
-
-func (c *conn) newScram(m sasl.Mechanism, h func() hash.Hash) *scramAuth {
-	a := &scramAuth{c: c}
-	a.neg = sasl.NewServer(m, nil, sasl.SaltedCredentials(
-		func(username, identity []byte, mech string) ([]byte, []byte, int64, error) {
-			local, ok := c.localpart(string(username))
-			if !ok {
-				a.fetchErr = errNotAuthorized
-				return nil, nil, 0, sasl.ErrAuthn
-			}
-			if err := c.checkAuthzid(local, string(identity)); err != nil {
-				a.fetchErr = err
-				return nil, nil, 0, sasl.ErrAuthn
-			}
-			pw, _ := c.srv.password(local)
-			salt, salted := c.srv.saltedPassword(local, pw, mech, c.cfg.ScramIterations, h)
-			a.local, a.authzid = local, string(identity)
-			return salt, salted, int64(c.cfg.ScramIterations), nil
-		}))
-	return a
-}
-
-func (a *scramAuth) next(in []byte) (out []byte, done bool, serr *saslError) {
-	a.steps++
-	if len(in) == 0 || a.steps > 2 {
-		return nil, false, errMalformed
-	}
-	defer func() {
-		// The negotiator is third-party code fed client bytes: a panic is a
-		// malformed request, not a crashed test binary.
-		if recover() != nil {
-			out, done, serr = nil, false, errMalformed
-		}
-	}()
-	more, resp, err := a.neg.Step(in)
-	switch {
-	case err != nil && a.steps == 1 && a.fetchErr != nil:
-		return nil, false, a.fetchErr
-	case err != nil && a.steps == 1:
-		return nil, false, errMalformed
-	case err != nil:
-		return nil, false, errNotAuthorized
-	case a.steps == 1 && !more:
-		return nil, false, errMalformed
-	}
-	return resp, a.steps == 2, nil
-}
-
-func (a *scramAuth) identity() (string, string) { return a.local, a.authzid }
-
 // scramKey identifies cached salted credentials.
 type scramKey struct {
 	user, mech string
@@ -204,7 +140,8 @@ type scramEntry struct {
 }
 
 // saltedPassword returns a per-user salt and the PBKDF2 salted password,
-// computed once per password, mechanism and iteration count.
+// computed once per password, SCRAM family (a -PLUS variant shares its
+// base mechanism's entry) and iteration count.
 func (s *Server) saltedPassword(user, password, mech string, iterations int, h func() hash.Hash) (salt, salted []byte) {
 	k := scramKey{user, mech, iterations}
 	s.mu.Lock()
@@ -254,5 +191,12 @@ func (c *conn) authenticated(local, mech string) error {
 	}
 	c.user, c.bare = local, bare
 	c.log.set(func(l *ConnLog) { l.mechanism = mech })
+	c.srv.count(local, func(st *LoginStats) {
+		if strings.HasPrefix(mech, "HT-") {
+			st.FAST++
+		} else {
+			st.Password++
+		}
+	})
 	return nil
 }

@@ -1,5 +1,11 @@
 package xmpptest
 
+import (
+	"strings"
+
+	"mellium.im/xmpp/jid"
+)
+
 // XEP-0388: Extensible SASL Profile (SASL2). Authentication completes with
 // <success/> followed directly by the features of the authenticated stream:
 // no stream restart.
@@ -12,10 +18,12 @@ func init() {
 
 // authRequest is a parsed <authenticate/>: what to do once authenticated.
 type authRequest struct {
-	ua     UserAgent
-	bind   *bindRequest // XEP-0386 inline bind, nil if absent
-	resume *element     // XEP-0198 inline <resume/>, nil if absent
-	other  []*element   // inline requests this server does not know
+	ua           UserAgent
+	bind         *bindRequest // XEP-0386 inline bind, nil if absent
+	resume       *element     // XEP-0198 inline <resume/>, nil if absent
+	fast         *element     // XEP-0484 <fast/>: authenticating with a token
+	requestToken string       // XEP-0484 <request-token/> 'mechanism', "" if absent
+	other        []*element   // inline requests this server does not know
 }
 
 func parseAuthenticate(el *element) *authRequest {
@@ -35,6 +43,10 @@ func parseAuthenticate(el *element) *authRequest {
 			r.bind = parseBind2(ch)
 		case ch.is(nsSM, "resume"):
 			r.resume = ch
+		case ch.is(nsFAST, "fast"):
+			r.fast = ch
+		case ch.is(nsFAST, "request-token"):
+			r.requestToken = ch.attrValue("mechanism")
 		default:
 			r.other = append(r.other, ch)
 		}
@@ -49,8 +61,17 @@ func (c *conn) handleAuthenticate(el *element) error {
 	req := parseAuthenticate(el)
 	c.log.set(func(l *ConnLog) { l.ua = req.ua })
 	mech := el.attrValue("mechanism")
-	auth, serr := c.newAuthenticator(mech)
+	var auth authenticator
+	var serr *saslError
+	if strings.HasPrefix(mech, "HT-") {
+		auth, serr = c.newFASTAuth(mech, req)
+	} else {
+		auth, serr = c.newAuthenticator(mech)
+	}
 	if serr != nil {
+		if strings.HasPrefix(mech, "HT-") {
+			c.srv.count(c.fromLocalpart(), func(st *LoginStats) { st.FASTFailed++ })
+		}
 		return c.sasl2Failure(serr)
 	}
 	c.exch = &exchange{mech: mech, auth: auth, sasl2: req}
@@ -93,8 +114,14 @@ func (c *conn) sasl2Step(data []byte) error {
 	return c.sasl2Success(out)
 }
 
-// sasl2Failure ends the attempt; the client may try again on this stream.
+// sasl2Failure ends the attempt; the client may try again on this stream,
+// with any mechanism (XEP-0388 §failure: nothing inline was processed).
 func (c *conn) sasl2Failure(serr *saslError) error {
+	if c.exch != nil {
+		if _, ok := c.exch.auth.(*fastAuth); ok {
+			c.srv.count(c.fromLocalpart(), func(st *LoginStats) { st.FASTFailed++ })
+		}
+	}
 	c.exch = nil
 	c.state = stateAuth
 	f := newElement(nsSASL2, "failure").add(newElement(nsSASL, serr.cond))
@@ -106,7 +133,11 @@ func (c *conn) sasl2Failure(serr *saslError) error {
 
 // sasl2Success processes the inline requests (XEP-0388 §success: after
 // authentication, before <success/>), then sends <success/> and the
-// features of the authenticated stream.
+// features of the authenticated stream. An inline XEP-0198 <resume/> comes
+// first; when it succeeds, the inline <bind/> is ignored, <success/> holds
+// <resumed/>, and no features follow (XEP-0198 §inline-resume) unless
+// Config.SMResumeFeatures. When it fails, <success/> holds <failed/> and
+// the bind is processed.
 func (c *conn) sasl2Success(additional []byte) error {
 	ex := c.exch
 	c.exch = nil
@@ -118,13 +149,20 @@ func (c *conn) sasl2Success(additional []byte) error {
 	req := ex.sasl2
 
 	var extra []*element
+	var resumed *resumption
 	if req.resume != nil {
-		// No session survives a connection here, so resumption always
-		// fails; XEP-0198 §inline-resume: report it and go on to bind.
-		extra = append(extra, smFailed("item-not-found"))
+		res, r, err := c.resumeSM(req.resume)
+		if err != nil {
+			return err
+		}
+		extra = append(extra, res)
+		resumed = r
 	}
 	authzid := c.bare.String()
-	if req.bind != nil && !c.cfg.NoBind2 {
+	switch {
+	case resumed != nil:
+		authzid = c.jid.String()
+	case req.bind != nil && !c.cfg.NoBind2:
 		bound, err := c.bind2(req.bind)
 		if err != nil {
 			return err
@@ -132,6 +170,7 @@ func (c *conn) sasl2Success(additional []byte) error {
 		extra = append(extra, bound)
 		authzid = c.jid.String()
 	}
+	extra = append(extra, c.fastTokenFor(ex))
 
 	s := newElement(nsSASL2, "success")
 	if additional != nil {
@@ -141,6 +180,9 @@ func (c *conn) sasl2Success(additional []byte) error {
 	s.add(extra...)
 	if err := c.beforeSuccess(); err != nil {
 		return err
+	}
+	if resumed != nil {
+		return c.completeResume(s, resumed, true)
 	}
 	if err := c.send(s); err != nil {
 		return err
@@ -153,4 +195,13 @@ func (c *conn) sasl2Success(additional []byte) error {
 	}
 	c.markReady()
 	return nil
+}
+
+// fromLocalpart is the localpart of the stream's 'from', for counting
+// failed logins of a user who may not have authenticated.
+func (c *conn) fromLocalpart() string {
+	if j, err := jid.Parse(c.streamFrom); err == nil {
+		return j.Localpart()
+	}
+	return ""
 }

@@ -13,7 +13,8 @@ import (
 
 // Config selects what the server offers. The zero Config serves everything:
 // Direct TLS and STARTTLS, classic SASL and SASL2 with Bind 2, SCRAM-SHA-256,
-// SCRAM-SHA-1 and PLAIN.
+// SCRAM-SHA-1 and PLAIN, FAST tokens (HT-SHA-256-NONE, -EXPR, -ENDP) and
+// stream management with resumption.
 type Config struct {
 	// Domain is the server's domain. Default "localhost". It is fixed when
 	// the server is created (the certificate names it); SetConfig cannot
@@ -32,7 +33,8 @@ type Config struct {
 	// Mechanisms are offered, in order, by both classic SASL and SASL2.
 	// Default {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"}. Names the server
 	// does not implement may be listed (to see what a client picks); using
-	// them fails with invalid-mechanism. -PLUS variants are not implemented.
+	// them fails with invalid-mechanism. SCRAM-SHA-512 and the -PLUS variants
+	// (tls-exporter, tls-server-end-point) are implemented but not defaults.
 	Mechanisms []string
 	// NoDirectTLS and NoStartTLS disable a listener: it still accepts (its
 	// address stays valid) but closes each connection at once, without TLS
@@ -40,6 +42,16 @@ type Config struct {
 	NoDirectTLS, NoStartTLS bool
 	// ScramIterations is the SCRAM iteration count. Default 4096.
 	ScramIterations int
+	// SSDP adds the XEP-0474 downgrade-protection attribute "h" to every
+	// SCRAM server-first-message (scram_server.go): the hash of the
+	// advertised mechanisms and XEP-0440 channel-binding types.
+	SSDP bool
+	// SSDPHashLists, when not nil, is given (copies of) the advertised
+	// mechanism and channel-binding lists and returns the lists the SSDP
+	// hash covers instead: a test makes them differ from the features, as a
+	// man in the middle that stripped -PLUS mechanisms would. A nil
+	// channel-binding list hashes as "no XEP-0440 advertised".
+	SSDPHashLists func(mechs, cbs []string) ([]string, []string)
 
 	// Bind2Draft serves the XEP-0386 v0.3.0 draft (urn:xmpp:bind2:0, see
 	// bind2draft.go): <bind xmlns='urn:xmpp:bind2:0'/> is advertised in the
@@ -90,6 +102,51 @@ type Config struct {
 	// connection (its position in Conns) and the faults it returns are
 	// injected into that connection (fault.go).
 	Fault func(n int) Fault
+
+	// FASTMechanisms are the XEP-0484 FAST mechanisms advertised, in order,
+	// in <fast xmlns='urn:xmpp:fast:0'/> inside the SASL2 <inline/>, and the
+	// only ones a token can be requested for or used with (fast.go).
+	// Default {"HT-SHA-256-NONE", "HT-SHA-256-EXPR", "HT-SHA-256-ENDP"}.
+	// "HT-SHA-256-UNIQ" is implemented but not a default: like ejabberd's,
+	// it fails on TLS 1.3, where tls-unique is undefined. Other names may be
+	// listed; using them fails with invalid-mechanism.
+	FASTMechanisms []string
+	// NoFAST turns FAST off: no <fast/> inline feature, <request-token/> is
+	// ignored and HT-* mechanisms fail with invalid-mechanism.
+	NoFAST bool
+	// FASTTokenLifetime is how long an issued token stays valid (its
+	// 'expiry'). Default 21 days, as Prosody's. A token is also rotated (a
+	// new one sent in <success/>) when less than half of it is left.
+	FASTTokenLifetime time.Duration
+	// FASTRotate makes every successful FAST authentication rotate the
+	// token (XEP-0484 §token-rotation): <success/> carries a new <token/>;
+	// the old one stays valid until the new one is used.
+	FASTRotate bool
+
+	// SMResumeTimeout is how long a resumable XEP-0198 session is kept after
+	// its connection is lost (sm.go), and what <enabled/> announces as 'max'
+	// (in whole seconds, at least 1). A smaller 'max' on the client's
+	// <enable/> wins. Default 300 seconds.
+	SMResumeTimeout time.Duration
+	// NoSMResume makes stream management acks-only: <enabled/> never offers
+	// resumption, the SASL2 <inline/> has no <sm/>, and <resume/> fails with
+	// feature-not-implemented.
+	NoSMResume bool
+	// SMRequestEvery, when positive, makes the server send <r/> after every
+	// SMRequestEvery stanzas it sends on a stream with stream management on.
+	// Zero means the server never asks for acks.
+	SMRequestEvery int
+	// SMResumeFeatures sends <stream:features/> after a SASL2 <success/>
+	// that resumed a session (after the retransmitted stanzas), as Prosody 13
+	// does. XEP-0198 §inline-resume says they MUST NOT be sent: off by
+	// default.
+	SMResumeFeatures bool
+
+	// Now, when not nil, is the clock for FAST token expiry and the SM
+	// resumption deadline (tests move it instead of sleeping). Default
+	// time.Now. It is read at the time of each check, also for connections
+	// accepted before SetConfig changed it.
+	Now func() time.Time
 }
 
 // latencies returns the effective one-way delays.
@@ -126,6 +183,16 @@ func (c Config) withDefaults() Config {
 		c.MAMPageDefault = 20
 	}
 	c.MAMPageDefault = min(c.MAMPageDefault, c.MAMPageMax)
+	if len(c.FASTMechanisms) == 0 {
+		c.FASTMechanisms = defaultFASTMechanisms
+	}
+	c.FASTMechanisms = slices.Clone(c.FASTMechanisms)
+	if c.FASTTokenLifetime <= 0 {
+		c.FASTTokenLifetime = defaultFASTLifetime
+	}
+	if c.SMResumeTimeout <= 0 {
+		c.SMResumeTimeout = defaultSMResumeTimeout
+	}
 	return c
 }
 
@@ -151,6 +218,14 @@ type Server struct {
 	archives  map[string]*userArchive      // localpart -> archive (archive.go)
 	lastNumID int64                        // the last numeric archive id (Config.MAMNumericIDs)
 	markers   map[string]map[string]string // localpart -> peer bare JID -> read-id
+
+	fast     map[fastKey]*fastSlots // XEP-0484 tokens (fast.go)
+	fastFail map[string]string      // localpart -> condition for its next FAST login
+	stats    map[string]*LoginStats // localpart -> counters (stats.go)
+	handled  map[string]int         // stanza id -> times handled (stats.go)
+	smIndex  map[string]*conn       // SM-ID -> resumable session, live or detached (sm.go)
+	detached map[*conn]struct{}     // resumable sessions whose connection is gone
+	smGone   map[string]smTombstone // SM-ID -> what is left of an expired session
 
 	wg sync.WaitGroup
 }
@@ -183,6 +258,13 @@ func NewUnstartedServer(cfg Config) *Server {
 		live:     make(map[*conn]struct{}),
 		sessions: make(map[string]map[string]*conn),
 		scram:    make(map[scramKey]*scramEntry),
+		fast:     make(map[fastKey]*fastSlots),
+		fastFail: make(map[string]string),
+		stats:    make(map[string]*LoginStats),
+		handled:  make(map[string]int),
+		smIndex:  make(map[string]*conn),
+		detached: make(map[*conn]struct{}),
+		smGone:   make(map[string]smTombstone),
 	}
 }
 
@@ -318,6 +400,7 @@ func (s *Server) serve(nc net.Conn, mode listenMode) *ConnLog {
 	cfg := s.cfg
 	cfg.Users = nil
 	cfg.Mechanisms = slices.Clone(cfg.Mechanisms)
+	cfg.FASTMechanisms = slices.Clone(cfg.FASTMechanisms)
 	if rl, wl := cfg.latencies(); rl > 0 || wl > 0 {
 		nc = newLatencyConn(nc, rl, wl)
 	}
