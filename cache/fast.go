@@ -198,3 +198,35 @@ ON CONFLICT (account) DO UPDATE SET mechanism = excluded.mechanism, updated_at =
 	}
 	return nil
 }
+
+// StoredPin is an account's pinned mechanism.
+type StoredPin struct {
+	Account   string
+	Mechanism string
+	Updated   time.Time
+}
+
+// ListMechanismPins lists the pinned mechanisms, for tools such as pipebind
+// cache show.
+func (db *DB) ListMechanismPins(ctx context.Context) ([]StoredPin, error) {
+	h, err := db.handle()
+	if err != nil {
+		return nil, fmt.Errorf("cache: list mechanism pins: %w", classify(err))
+	}
+	rows, err := h.QueryContext(ctx, `SELECT account, mechanism, updated_at FROM mechanism_pins ORDER BY account`)
+	if err != nil {
+		return nil, fmt.Errorf("cache: list mechanism pins: %w", classify(err))
+	}
+	defer rows.Close()
+	var out []StoredPin
+	for rows.Next() {
+		var p StoredPin
+		var upd int64
+		if err := rows.Scan(&p.Account, &p.Mechanism, &upd); err != nil {
+			return nil, fmt.Errorf("cache: list mechanism pins: %w", classify(err))
+		}
+		p.Updated = time.Unix(upd, 0).UTC()
+		out = append(out, p)
+	}
+	return out, classify(rows.Err())
+}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -48,6 +49,10 @@ type Info struct {
 	ScramKeysCached bool
 	// Attempts is 1, or 2 when a stale cache cost one retry.
 	Attempts int
+	// CacheFault, when not nil, is the *CacheError of a faulty cache file
+	// that this login worked around (moved aside, used read-only, or done
+	// without); see cachefault.go.
+	CacheFault error `json:"-"`
 	// Timings of the login's phases.
 	Timings Timings
 }
@@ -63,18 +68,21 @@ type Timings struct {
 	Total    time.Duration // the whole Dial
 }
 
-// Client is a logged-in XMPP client. Its session is served on a goroutine
-// that Dial starts and Close stops. A Client is safe for concurrent use.
-type Client struct {
-	sess  *xmpp.Session
-	conn  net.Conn
-	info  Info
-	log   zerolog.Logger
-	ownDB *cache.DB
-	db    *cache.DB // the message cache, nil without one
+// link is one connection of a Client: a logged-in session, served on a
+// goroutine that start launches and Close stops, with the reconciliation
+// that follows its login.
+type link struct {
+	sess *xmpp.Session
+	conn net.Conn
+	info Info
+	log  zerolog.Logger
+	db   *cache.DB // the message cache, nil without one
+	cfg  Config
+	sm   *smSession
 
 	closeTimeout time.Duration
 
+	started   atomic.Bool
 	done      chan struct{}
 	closeOnce sync.Once
 	mu        sync.Mutex
@@ -91,27 +99,39 @@ type Client struct {
 	syncErr  error
 }
 
-func newClient(cfg Config, sess *xmpp.Session, conn net.Conn, info Info, db *cache.DB, log zerolog.Logger) *Client {
-	c := &Client{
+func newLink(cfg Config, sess *xmpp.Session, conn net.Conn, info Info, db *cache.DB, sm *smSession, log zerolog.Logger) *link {
+	c := &link{
 		sess:         sess,
 		conn:         conn,
 		info:         info,
 		log:          log,
+		cfg:          cfg,
+		sm:           sm,
+		db:           db,
 		closeTimeout: cfg.closeTimeout(),
 		done:         make(chan struct{}),
+		syncDone:     make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.db = db
-	presence := false
-	if !cfg.NoPresence {
+	return c
+}
+
+// start sends the initial presence, starts serving the session and runs
+// the reconciliation. Nothing may be written on the session before.
+func (c *link) start() {
+	c.started.Store(true)
+	cfg, sess, info := c.cfg, c.sess, c.info
+	// A resumed session still has its presence.
+	presence := info.Resumed
+	if !cfg.NoPresence && !info.Resumed {
 		// Before the archive is asked where it stands: every message
 		// archived after that answer is then routed to this session.
 		presence = sess.Send(c.ctx, xml.NewDecoder(strings.NewReader("<presence/>"))) == nil
 	}
-	if db != nil && !cfg.NoSync {
+	if c.db != nil && !cfg.NoSync {
 		c.syncer = mamsync.New(mamsync.Config{
 			Account:    info.JID.Bare(),
-			Store:      db,
+			Store:      c.db,
 			PageSize:   cfg.SyncPageSize,
 			OnMessage:  cfg.OnMessage,
 			OnProgress: cfg.OnSyncProgress,
@@ -128,11 +148,10 @@ func newClient(cfg Config, sess *xmpp.Session, conn net.Conn, info Info, db *cac
 		h = xmpp.HandlerFunc(func(xmlstream.TokenReadEncoder, *xml.StartElement) error { return nil })
 	}
 	go c.serve(smHandler{c: c, next: mamHandler{c: c, next: h}, enabled: info.SM.Enabled})
-	c.startSync(cfg, db)
-	return c
+	c.startSync(cfg, c.db)
 }
 
-func (c *Client) serve(h xmpp.Handler) {
+func (c *link) serve(h xmpp.Handler) {
 	err := c.sess.Serve(h)
 	c.mu.Lock()
 	if c.closed {
@@ -151,20 +170,12 @@ func (c *Client) serve(h xmpp.Handler) {
 	close(c.done)
 }
 
-// Session returns the underlying mellium session, usable with mellium's
-// packages (send messages, IQs, roster, ...). Its Serve loop is already
-// running: do not call Serve.
-func (c *Client) Session() *xmpp.Session { return c.sess }
-
-// Info returns how the client logged in.
-func (c *Client) Info() Info { return c.info }
-
 // Done is closed when the session has ended (Close, server, or network).
-func (c *Client) Done() <-chan struct{} { return c.done }
+func (c *link) Done() <-chan struct{} { return c.done }
 
 // Err returns why the session ended: nil while it runs, ErrClosed after
 // Close, otherwise the cause.
-func (c *Client) Err() error {
+func (c *link) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
@@ -172,13 +183,18 @@ func (c *Client) Err() error {
 
 // Close ends the stream politely, waits up to Config.CloseTimeout for the
 // server to end its own, then closes the connection and waits for the serve
-// goroutine. It is idempotent and safe to call concurrently.
-func (c *Client) Close() error {
+// goroutine. It is idempotent and safe to call concurrently; a link that
+// was never started is just closed.
+func (c *link) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
 		c.cancel()
+		if !c.started.Load() {
+			c.conn.Close()
+			return
+		}
 		// mellium's SetCloseDeadline races with Serve; a deadline on the
 		// connection bounds the wait for the server's </stream:stream> the
 		// same way.
@@ -193,9 +209,6 @@ func (c *Client) Close() error {
 		}
 		timer.Stop()
 		c.wg.Wait()
-		if c.ownDB != nil {
-			c.ownDB.Close()
-		}
 	})
 	return nil
 }
@@ -204,7 +217,7 @@ func (c *Client) Close() error {
 // checked before the write starts; a write already under way is not
 // interrupted by ctx (a TLS connection does not survive an interrupted
 // write), only by Close.
-func (c *Client) Send(ctx context.Context, r xml.TokenReader) error {
+func (c *link) Send(ctx context.Context, r xml.TokenReader) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -212,10 +225,12 @@ func (c *Client) Send(ctx context.Context, r xml.TokenReader) error {
 }
 
 // smHandler answers XEP-0198 ack requests with the count of stanzas the
-// session has parsed (login.StanzasIn: IQ results mellium routes to SendIQ
-// callers included) and passes everything else to the application.
+// session has handled (login.StanzasIn: IQ results mellium routes to SendIQ
+// callers included, plus those of earlier connections of a resumed
+// session), applies the server's acks to the unacked queue, and passes
+// everything else to the application.
 type smHandler struct {
-	c       *Client
+	c       *link
 	next    xmpp.Handler
 	enabled bool
 }
@@ -227,17 +242,46 @@ func (h smHandler) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartElem
 			if !h.enabled {
 				return nil
 			}
+			hv := login.StanzasIn(h.c.sess)
+			if h.c.sm != nil {
+				hv = h.c.sm.handled(hv)
+			}
 			a := xml.StartElement{
 				Name: xml.Name{Space: login.NSSM, Local: "a"},
-				Attr: []xml.Attr{{Name: xml.Name{Local: "h"}, Value: strconv.FormatUint(uint64(login.StanzasIn(h.c.sess)), 10)}},
+				Attr: []xml.Attr{{Name: xml.Name{Local: "h"}, Value: strconv.FormatUint(uint64(hv), 10)}},
 			}
 			if err := t.EncodeToken(a); err != nil {
 				return err
 			}
 			return t.EncodeToken(a.End())
-		case "a", "enabled", "failed":
+		case "a":
+			if !h.enabled || h.c.sm == nil {
+				return nil
+			}
+			for _, at := range start.Attr {
+				if at.Name.Local != "h" {
+					continue
+				}
+				v, err := strconv.ParseUint(at.Value, 10, 32)
+				if err != nil {
+					h.c.log.Warn().Str("h", truncate(at.Value, 32)).Msg("stream management: invalid ack ignored")
+					return nil
+				}
+				if err := h.c.sm.ack(uint32(v)); err != nil {
+					h.c.log.Warn().Err(err).Msg("stream management: this session will not be resumed")
+				}
+			}
+			return nil
+		case "enabled", "failed":
 			return nil
 		}
 	}
 	return h.next.HandleXMPP(t, start)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

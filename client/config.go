@@ -104,6 +104,20 @@ type Config struct {
 	// password hashing); a token the server refuses is deleted and the
 	// password is used instead, without an error.
 	NoFAST bool
+	// Reconnect keeps the client connected: when the connection drops, it
+	// logs in again after a Backoff wait, resuming the stream management
+	// session when it can (no stanza lost or repeated), and tells OnEvent.
+	// Authentication failures and insecure logins stop it (the client then
+	// closes with that error). Without it, a dropped connection closes the
+	// client (Done, Err).
+	Reconnect bool
+	// Backoff bounds the waits between reconnection attempts; its zero
+	// value is a good default (see Backoff).
+	Backoff Backoff
+	// OnEvent, if set, hears of every change of the connection: offline,
+	// connecting, online, resumed, closed. It is called on one goroutine,
+	// in order, and must not block for long (hand off to a channel).
+	OnEvent func(Event)
 	// AllowDowngrade accepts a password mechanism weaker than the one
 	// pinned for this account (the strongest it has used, kept in the
 	// cache): without it such a login fails with a *login.DowngradeError

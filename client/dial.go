@@ -30,7 +30,9 @@ type target struct {
 
 // Dial connects, secures and logs in, and returns a client whose session is
 // being served. ctx bounds the whole login (together with Config.Timeout);
-// once Dial returns, ctx no longer affects the connection.
+// once Dial returns, ctx no longer affects the connection. With
+// Config.Reconnect the client then stays connected until Close (see
+// Client); reconnections are bounded by Config.Timeout each.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.JID.Localpart() == "" || cfg.JID.Domainpart() == "" {
 		return nil, fmt.Errorf("client: Config.JID %q must be an account address (user@domain)", cfg.JID)
@@ -43,22 +45,51 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	start := time.Now()
-	bare := cfg.JID.Bare()
-	domain := cfg.JID.Domainpart()
-	log := cfg.Logger.With().Str("component", "client").Str("jid", bare.String()).Logger()
-
-	cacheStart := time.Now()
-	db, ownDB, err := openCache(ctx, cfg)
+	c := &Client{
+		cfg:    cfg,
+		log:    cfg.Logger.With().Str("component", "client").Str("jid", cfg.JID.Bare().String()).Logger(),
+		online: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	openStart := time.Now()
+	db, ownDB, cacheFault, err := openCache(ctx, cfg, c.log) // cachefault.go
 	if err != nil {
+		c.cancel()
 		return nil, err
 	}
-	fail := func(err error) (*Client, error) {
+	c.db, c.ownDB, c.cacheFault, c.openTime = db, ownDB, cacheFault, time.Since(openStart)
+	l, _, err := c.connect(ctx, nil)
+	if err != nil {
+		c.cancel()
 		if ownDB {
 			db.Close()
 		}
 		return nil, err
 	}
+	info := l.info
+	c.emit(Event{Kind: EventOnline, Info: &info})
+	c.loop.Add(1)
+	go c.run()
+	return c, nil
+}
+
+// dialLink connects, secures and logs in once (resuming the stream
+// management session resume names, if any), with the cache's help, and
+// returns the new connection, not yet started.
+func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (*link, error) {
+	cfg, db, log := c.cfg, c.db, c.log
+	if d := cfg.timeout(); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	start := time.Now()
+	bare := cfg.JID.Bare()
+	domain := cfg.JID.Domainpart()
+	cacheStart := time.Now()
+	fail := func(err error) (*link, error) { return nil, err }
+	var err error
 
 	var cached *cache.Features
 	var uaID string
@@ -84,6 +115,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		token, pin = loginMaterial(ctx, db, cfg, bare.String(), log)
 	}
 	cacheTime := time.Since(cacheStart)
+	if c.link() == nil {
+		cacheTime += c.openTime // the first login opened the file
+	}
 	password := cfg.Password
 	if cfg.PasswordFunc != nil {
 		if password, err = cfg.PasswordFunc(ctx); err != nil {
@@ -93,6 +127,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 
 	var info Info
 	info.Timings.Cache = cacheTime
+	info.CacheFault = c.cacheFault
 	lookupStart := time.Now()
 	targets, err := resolve(ctx, cfg, cached)
 	if err != nil {
@@ -130,6 +165,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			RequestToken:       db != nil && !cfg.NoFAST,
 			Pin:                pin,
 			AllowDowngrade:     cfg.AllowDowngrade,
+			Resume:             resume,
+		}
+		if !cfg.NoSM {
+			lcfg.OnStanzaOut = c.sm.onStanza
 		}
 		if keys != nil {
 			lcfg.KeyStore = keys
@@ -206,26 +245,8 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		if cfg.Trace != nil && cfg.Trace.LoginDone != nil {
 			cfg.Trace.LoginDone(info, nil)
 		}
-		c := newClient(cfg, sess, tc.conn, info, db, log)
-		if ownDB {
-			c.ownDB = db
-		}
-		return c, nil
+		return newLink(cfg, sess, tc.conn, info, db, &c.sm, log), nil
 	}
-}
-
-func openCache(ctx context.Context, cfg Config) (db *cache.DB, own bool, err error) {
-	if cfg.Cache != nil {
-		return cfg.Cache, false, nil
-	}
-	if cfg.CachePath == "" {
-		return nil, false, nil
-	}
-	db, err = cache.Open(ctx, cfg.CachePath)
-	if err != nil {
-		return nil, false, fmt.Errorf("client: open cache: %w", err)
-	}
-	return db, true, nil
 }
 
 // loginMaterial reads what the cache holds for the account's login: a FAST

@@ -115,6 +115,7 @@ func TestBind2DraftAuto(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestServer(t, tc.cfg)
 			cfg := testConfig(t, s, "alice", openCache(t))
+			cfg.NoFAST = true // this test is about the password mechanisms
 			for i := range 2 {
 				c, err := client.Dial(ctx, cfg)
 				if err != nil {

@@ -48,6 +48,7 @@ func TestIntegrationEjabberdLogin(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := client.Config{
+				NoFAST:     true, // password mechanisms; FAST has its own test
 				JID:        jid.MustParse("alice@" + srv.Domain),
 				Password:   srv.Users["alice"],
 				Addr:       tc.addr,

@@ -54,6 +54,7 @@ func TestFaultCloseAtEveryOffset(t *testing.T) {
 			s := newTestServer(t, tc.cfg)
 			db := openCache(t)
 			cfg := testConfig(t, s, "alice", db)
+			cfg.NoFAST = true // this test is about the password mechanisms
 			cfg.Path, cfg.NoSync, cfg.NoPresence = tc.path, true, true
 			if !tc.warm {
 				cfg.Cache = nil

@@ -21,7 +21,7 @@ var ErrNoCache = errors.New("client: no message cache configured")
 // server's counts and read ids win; elsewhere counts are computed from the
 // cache and the displayed markers (local, and XEP-0490 markers fetched from
 // the account's PEP at sync).
-func (c *Client) Unreads(ctx context.Context) ([]cache.PeerState, error) {
+func (c *link) Unreads(ctx context.Context) ([]cache.PeerState, error) {
 	if c.db == nil {
 		return nil, ErrNoCache
 	}
@@ -32,7 +32,7 @@ func (c *Client) Unreads(ctx context.Context) ([]cache.PeerState, error) {
 // stanzaID from peer (and everything before it). Markers only move forward.
 // When the marker moved, it is published as a XEP-0490 displayed marker so
 // the account's other devices see it; a server without PEP keeps it local.
-func (c *Client) MarkDisplayed(ctx context.Context, peer jid.JID, stanzaID string) error {
+func (c *link) MarkDisplayed(ctx context.Context, peer jid.JID, stanzaID string) error {
 	if c.db == nil {
 		return ErrNoCache
 	}
@@ -69,7 +69,7 @@ func (c *Client) MarkDisplayed(ctx context.Context, peer jid.JID, stanzaID strin
 }
 
 // fetchDisplayed applies the XEP-0490 markers stored in the account's PEP.
-func (c *Client) fetchDisplayed(ctx context.Context) error {
+func (c *link) fetchDisplayed(ctx context.Context) error {
 	var res struct {
 		Items []struct {
 			ID        string `xml:"id,attr"`
@@ -118,7 +118,7 @@ func unsupported(cond string) bool {
 
 // iq sends a request and decodes a result into v (when not nil); an error
 // answer returns its condition.
-func (c *Client) iq(ctx context.Context, req []byte, v any) (cond string, err error) {
+func (c *link) iq(ctx context.Context, req []byte, v any) (cond string, err error) {
 	resp, err := c.sess.SendIQ(ctx, xml.NewDecoder(bytes.NewReader(req)))
 	if err != nil {
 		return "", err

@@ -23,7 +23,7 @@ var ErrNoSync = errors.New("client: message sync is off")
 // mamHandler shows every incoming message to the syncer first; what it does
 // not consume goes to the application's handler unchanged.
 type mamHandler struct {
-	c    *Client
+	c    *link
 	next xmpp.Handler
 }
 
@@ -92,7 +92,7 @@ func (w tokenWriterIO) Write(p []byte) (int, error) {
 
 // startSync runs the reconciliation after the login and the catch-up loop,
 // on goroutines that Close stops.
-func (c *Client) startSync(cfg Config, db *cache.DB) {
+func (c *link) startSync(cfg Config, db *cache.DB) {
 	c.syncDone = make(chan struct{})
 	if c.syncer == nil {
 		c.syncErr = ErrNoSync
@@ -129,7 +129,7 @@ func (c *Client) startSync(cfg Config, db *cache.DB) {
 	}()
 }
 
-func (c *Client) reconcile(db *cache.DB) (mamsync.Report, error) {
+func (c *link) reconcile(db *cache.DB) (mamsync.Report, error) {
 	acct := c.info.JID.Bare().String()
 	var t mamsync.Target
 	if d := c.info.Draft; d != nil {
@@ -166,7 +166,7 @@ func (c *Client) reconcile(db *cache.DB) (mamsync.Report, error) {
 	return rep, nil
 }
 
-func (c *Client) setSyncErr(err error) {
+func (c *link) setSyncErr(err error) {
 	c.mu.Lock()
 	if c.syncErr == nil {
 		c.syncErr = err
@@ -176,11 +176,11 @@ func (c *Client) setSyncErr(err error) {
 
 // Synced is closed when the reconciliation after the login has finished
 // (or immediately when sync is off).
-func (c *Client) Synced() <-chan struct{} { return c.syncDone }
+func (c *link) Synced() <-chan struct{} { return c.syncDone }
 
 // SyncReport waits for the reconciliation after the login (bounded by ctx)
 // and returns its report.
-func (c *Client) SyncReport(ctx context.Context) (mamsync.Report, error) {
+func (c *link) SyncReport(ctx context.Context) (mamsync.Report, error) {
 	select {
 	case <-c.syncDone:
 	case <-ctx.Done():

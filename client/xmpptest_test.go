@@ -79,6 +79,7 @@ func TestOneWrite(t *testing.T) {
 			s := newTestServer(t, xmpptest.Config{})
 			db := openCache(t)
 			cfg := testConfig(t, s, "alice", db)
+			cfg.NoFAST = true // this test is about the password mechanisms
 			cfg.Mechanisms = []string{tc.mech}
 			cfg.NoSync, cfg.NoPresence = true, true // only the login's flights
 			for i, want := range []struct {
@@ -159,12 +160,16 @@ func TestStaleCache(t *testing.T) {
 		wantPath    login.Path
 		wantMech    string
 		wantAttempt int
+		// downgrade: the live features fall below the account's pinned
+		// mechanism: after the one clean retry the login fails with a
+		// *login.DowngradeError, and succeeds with AllowDowngrade.
+		downgrade bool
 	}{
-		{"sasl2 withdrawn", nil, func(c *xmpptest.Config) { c.NoSASL2 = true }, login.PathClassic, "SCRAM-SHA-256", 2},
-		{"sasl2 added", func(c *xmpptest.Config) { c.NoSASL2 = true }, func(c *xmpptest.Config) { c.NoSASL2 = false }, login.PathSASL2, "SCRAM-SHA-256", 2},
-		{"cached mechanism withdrawn", nil, func(c *xmpptest.Config) { c.Mechanisms = []string{"SCRAM-SHA-1", "PLAIN"} }, login.PathSASL2, "SCRAM-SHA-1", 2},
-		{"stronger mechanism added", func(c *xmpptest.Config) { c.Mechanisms = []string{"PLAIN"} }, func(c *xmpptest.Config) { c.Mechanisms = []string{"SCRAM-SHA-256", "PLAIN"} }, login.PathSASL2, "SCRAM-SHA-256", 2},
-		{"unchanged", nil, nil, login.PathSASL2, "SCRAM-SHA-256", 1},
+		{"sasl2 withdrawn", nil, func(c *xmpptest.Config) { c.NoSASL2 = true }, login.PathClassic, "SCRAM-SHA-256", 2, false},
+		{"sasl2 added", func(c *xmpptest.Config) { c.NoSASL2 = true }, func(c *xmpptest.Config) { c.NoSASL2 = false }, login.PathSASL2, "SCRAM-SHA-256", 2, false},
+		{"cached mechanism withdrawn", nil, func(c *xmpptest.Config) { c.Mechanisms = []string{"SCRAM-SHA-1", "PLAIN"} }, login.PathSASL2, "SCRAM-SHA-1", 2, true},
+		{"stronger mechanism added", func(c *xmpptest.Config) { c.Mechanisms = []string{"PLAIN"} }, func(c *xmpptest.Config) { c.Mechanisms = []string{"SCRAM-SHA-256", "PLAIN"} }, login.PathSASL2, "SCRAM-SHA-256", 2, false},
+		{"unchanged", nil, nil, login.PathSASL2, "SCRAM-SHA-256", 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var sc xmpptest.Config
@@ -174,6 +179,7 @@ func TestStaleCache(t *testing.T) {
 			s := newTestServer(t, sc)
 			db := openCache(t)
 			cfg := testConfig(t, s, "alice", db)
+			cfg.NoFAST = true // this test is about the password mechanisms
 			c, err := client.Dial(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -183,10 +189,26 @@ func TestStaleCache(t *testing.T) {
 				s.SetConfig(tc.after)
 			}
 			n := len(s.Conns())
+			if tc.downgrade {
+				_, err := client.Dial(ctx, cfg)
+				var de *login.DowngradeError
+				if !errors.As(err, &de) || !errors.Is(err, client.ErrInsecure) || !errors.Is(err, login.ErrPinned) {
+					t.Fatalf("Dial below the pin = %v, want a *login.DowngradeError matching ErrInsecure and ErrPinned", err)
+				}
+				if de.Pinned != "SCRAM-SHA-256" || de.Mechanism != tc.wantMech {
+					t.Errorf("DowngradeError = %+v", de)
+				}
+				if conns := len(s.Conns()) - n; conns != 2 {
+					t.Errorf("%d connections before the alarm, want 2 (one clean retry with live features)", conns)
+				}
+				n = len(s.Conns())
+				cfg.AllowDowngrade = true
+			}
 			c, err = client.Dial(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
+			cfg.AllowDowngrade = false // the pin moved down with the override
 			info := c.Info()
 			c.Close()
 			if info.Path != tc.wantPath || info.Mechanism != tc.wantMech || info.Attempts != tc.wantAttempt {
@@ -238,6 +260,7 @@ func TestStartTLSPipelined(t *testing.T) {
 	defer cancel()
 	s := newTestServer(t, xmpptest.Config{})
 	cfg := testConfig(t, s, "alice", openCache(t))
+	cfg.NoFAST = true // this test is about the password mechanisms
 	cfg.Addr, cfg.TLS = s.StartTLSAddr(), client.TLSStartTLS
 	for i, want := range []int{2, 1} {
 		c, err := client.Dial(ctx, cfg)
@@ -390,6 +413,7 @@ func TestScramKeysCached(t *testing.T) {
 	ctx := context.Background()
 	s := newTestServer(t, xmpptest.Config{ScramIterations: 10000})
 	cfg := testConfig(t, s, "alice", openCache(t))
+	cfg.NoFAST = true // this test is about the password mechanisms
 	cfg.Mechanisms = []string{"SCRAM-SHA-256"}
 	cfg.NoSync = true
 	for i, wantCached := range []bool{false, true} {

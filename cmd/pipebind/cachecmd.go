@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/pipebind/pipebind/cache"
 )
@@ -48,13 +49,16 @@ func cacheCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		if err := db.ForgetScramKeys(ctx, j.Bare().String()); err != nil {
-			return err
+		acct := j.Bare().String()
+		for _, forget := range []func(context.Context, string) error{db.ForgetScramKeys, db.ForgetFastToken, db.ForgetMechanismPin} {
+			if err := forget(ctx, acct); err != nil {
+				return err
+			}
 		}
 		if err := db.ForgetFeatures(ctx, j.Domainpart()); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "forgot the stored keys of %s and the features of %s\n", j.Bare(), j.Domainpart())
+		fmt.Fprintf(stdout, "forgot the SCRAM keys, FAST token and mechanism pin of %s and the features of %s\n", j.Bare(), j.Domainpart())
 		return nil
 	}
 	fs.Usage()
@@ -67,6 +71,14 @@ func cacheShow(ctx context.Context, db *cache.DB, jsonOut bool, w io.Writer) err
 		return err
 	}
 	keys, err := db.ListScramKeys(ctx)
+	if err != nil {
+		return err
+	}
+	tokens, err := db.ListFastTokens(ctx)
+	if err != nil {
+		return err
+	}
+	pins, err := db.ListMechanismPins(ctx)
 	if err != nil {
 		return err
 	}
@@ -98,14 +110,32 @@ func cacheShow(ctx context.Context, db *cache.DB, jsonOut bool, w io.Writer) err
 			Iterations int    `json:"iterations"`
 			Keys       string `json:"keys"`
 		}
+		type token struct {
+			Account   string    `json:"account"`
+			Mechanism string    `json:"mechanism"`
+			Expiry    time.Time `json:"expiry"`
+			Token     string    `json:"token"`
+		}
+		type pin struct {
+			Account   string `json:"account"`
+			Mechanism string `json:"mechanism"`
+		}
 		out := struct {
 			Path      string           `json:"path"`
 			Features  []cache.Features `json:"features"`
 			ScramKeys []key            `json:"scram_keys"`
+			Tokens    []token          `json:"fast_tokens"`
+			Pins      []pin            `json:"mechanism_pins"`
 			Accounts  []account        `json:"accounts"`
-		}{Path: db.Path(), Features: feats, ScramKeys: []key{}, Accounts: accounts}
+		}{Path: db.Path(), Features: feats, ScramKeys: []key{}, Tokens: []token{}, Pins: []pin{}, Accounts: accounts}
 		for _, k := range keys {
 			out.ScramKeys = append(out.ScramKeys, key{k.Account, k.Mechanism, k.Iterations, "[redacted]"})
+		}
+		for _, t := range tokens {
+			out.Tokens = append(out.Tokens, token{t.Account, t.Mechanism, t.Expiry, "[redacted]"})
+		}
+		for _, p := range pins {
+			out.Pins = append(out.Pins, pin{p.Account, p.Mechanism})
 		}
 		return json.NewEncoder(w).Encode(out)
 	}
@@ -122,6 +152,12 @@ func cacheShow(ctx context.Context, db *cache.DB, jsonOut bool, w io.Writer) err
 	}
 	for _, k := range keys {
 		fmt.Fprintf(w, "  keys   %-24s %s, %d iterations: ClientKey/ServerKey [redacted]\n", k.Account, k.Mechanism, k.Iterations)
+	}
+	for _, t := range tokens {
+		fmt.Fprintf(w, "  token  %-24s %s, expires %s: [redacted]\n", t.Account, t.Mechanism, t.Expiry.Format("2006-01-02 15:04"))
+	}
+	for _, p := range pins {
+		fmt.Fprintf(w, "  pinned %-24s %s (the strongest password mechanism used)\n", p.Account, p.Mechanism)
 	}
 	for _, a := range accounts {
 		fmt.Fprintf(w, "  msgs   %-24s %d messages, cursor %s\n", a.JID, a.Messages, orNone(a.Cursor))

@@ -30,9 +30,10 @@ func TestIntegrationProbeProsody(t *testing.T) {
 		"-cache", filepath.Join(dir, "cache.db"), "-mech", "PLAIN", "alice@" + srv.Domain}
 
 	for i, want := range []struct {
-		features string
-		rt       int
-	}{{"network", 2}, {"cache", 1}} {
+		features, mech string
+		rt             int
+		fast           bool
+	}{{"network", "PLAIN", 2, false}, {"cache", "HT-SHA-256-EXPR", 1, true}} {
 		var stdout, stderr bytes.Buffer
 		if code := run(ctx, args, &stdout, &stderr); code != 0 {
 			t.Fatalf("probe %d: exit %d: %s", i, code, stderr.String())
@@ -43,13 +44,20 @@ func TestIntegrationProbeProsody(t *testing.T) {
 			Features   string             `json:"features"`
 			Mechanism  string             `json:"mechanism"`
 			RoundTrips int                `json:"round_trips"`
-			TimingsMS  map[string]float64 `json:"timings_ms"`
+			FAST       bool               `json:"fast"`
+			Issued     *struct {
+				Mechanism string `json:"mechanism"`
+			} `json:"fast_issued"`
+			TimingsMS map[string]float64 `json:"timings_ms"`
 		}
 		if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
 			t.Fatalf("probe %d: %v in %q", i, err, stdout.String())
 		}
-		if got.Path != "sasl2" || got.Features != want.features || got.RoundTrips != want.rt || got.Mechanism != "PLAIN" {
-			t.Errorf("probe %d: %+v, want path sasl2, features %s, %d round trips, PLAIN", i, got, want.features, want.rt)
+		if got.Path != "sasl2" || got.Features != want.features || got.RoundTrips != want.rt || got.Mechanism != want.mech || got.FAST != want.fast {
+			t.Errorf("probe %d: %+v, want path sasl2, features %s, %d round trips, %s, fast %v", i, got, want.features, want.rt, want.mech, want.fast)
+		}
+		if i == 0 && (got.Issued == nil || got.Issued.Mechanism != "HT-SHA-256-EXPR") {
+			t.Errorf("probe %d: no FAST token reported as issued: %s", i, stdout.String())
 		}
 		if !strings.HasPrefix(got.JID, "alice@"+srv.Domain+"/") || got.TimingsMS["total"] <= 0 {
 			t.Errorf("probe %d: jid %q timings %v", i, got.JID, got.TimingsMS)
@@ -74,13 +82,30 @@ func TestIntegrationProbeProsody(t *testing.T) {
 	if code := run(ctx, human, &stdout, &stderr); code != 0 {
 		t.Fatalf("probe: exit %d: %s", code, stderr.String())
 	}
-	for _, want := range []string{"path         sasl2", "features     cache", "round trips  1 after TLS", "waterfall", "login"} {
+	for _, want := range []string{"path         sasl2", "features     cache", "round trips  1 after TLS", "FAST token: no password", "waterfall", "login"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, stdout.String())
 		}
 	}
 
-	// A wrong password: exit 1 and a one-line error.
+	// -resume: the connection is cut under the client; the session resumes.
+	stdout.Reset()
+	if code := run(ctx, append([]string{"probe", "-resume"}, args[1:]...), &stdout, &stderr); code != 0 {
+		t.Fatalf("probe -resume: exit %d: %s", code, stderr.String())
+	}
+	var resumed struct {
+		After struct {
+			Resumed bool `json:"sm_resumed"`
+			FAST    bool `json:"fast"`
+		} `json:"after_drop"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &resumed); err != nil || !resumed.After.Resumed || !resumed.After.FAST {
+		t.Errorf("probe -resume: %v, after the cut %+v; want resumed with the FAST token: %s", err, resumed.After, stdout.String())
+	}
+
+	// A wrong password: exit 1 and a one-line error (without the token,
+	// which would still log in).
+	args = append([]string{"probe", "-no-fast"}, args[1:]...)
 	t.Setenv("PIPEBIND_PASSWORD", "wrong")
 	stdout.Reset()
 	stderr.Reset()

@@ -12,22 +12,30 @@ import (
 
 // report is the JSON form of a login, stable for scripts.
 type report struct {
-	JID        string             `json:"jid"`
-	Path       login.Path         `json:"path"`
-	Features   login.Source       `json:"features"`
-	Mechanism  string             `json:"mechanism"`
-	RoundTrips int                `json:"round_trips"`
-	StartTLSRT int                `json:"starttls_round_trips,omitempty"`
-	Attempts   int                `json:"attempts"`
-	Addr       string             `json:"addr"`
-	DirectTLS  bool               `json:"direct_tls"`
-	TLSVersion string             `json:"tls_version"`
-	SM         login.SMState      `json:"sm"`
-	Carbons    bool               `json:"carbons"`
-	ScramCache bool               `json:"scram_keys_cached"`
-	BytesOut   int64              `json:"bytes_out"`
-	BytesIn    int64              `json:"bytes_in"`
-	TimingsMS  map[string]float64 `json:"timings_ms"`
+	JID        string        `json:"jid"`
+	Path       login.Path    `json:"path"`
+	Features   login.Source  `json:"features"`
+	Mechanism  string        `json:"mechanism"`
+	RoundTrips int           `json:"round_trips"`
+	StartTLSRT int           `json:"starttls_round_trips,omitempty"`
+	Attempts   int           `json:"attempts"`
+	Addr       string        `json:"addr"`
+	DirectTLS  bool          `json:"direct_tls"`
+	TLSVersion string        `json:"tls_version"`
+	SM         login.SMState `json:"sm"`
+	Carbons    bool          `json:"carbons"`
+	ScramCache bool          `json:"scram_keys_cached"`
+	FAST       bool          `json:"fast"`
+	// FASTRejected is the condition of a refused token (the password was
+	// used instead).
+	FASTRejected string `json:"fast_rejected,omitempty"`
+	// FASTIssued describes a token issued on this login (never the secret).
+	FASTIssued   *login.Token       `json:"fast_issued,omitempty"`
+	Resumed      bool               `json:"sm_resumed"`
+	ResumeFailed string             `json:"sm_resume_failed,omitempty"`
+	BytesOut     int64              `json:"bytes_out"`
+	BytesIn      int64              `json:"bytes_in"`
+	TimingsMS    map[string]float64 `json:"timings_ms"`
 	// LatestID and Unreads come from a v0.3.0 <bound>: null when the server
 	// did not report them, [] when it tracks unreads and there are none.
 	LatestID *string        `json:"latest_id"`
@@ -44,23 +52,28 @@ func newReport(info client.Info) report {
 		unreads = d.Unreads
 	}
 	return report{
-		LatestID:   latest,
-		Unreads:    unreads,
-		JID:        info.JID.String(),
-		Path:       info.Path,
-		Features:   info.Source,
-		Mechanism:  info.Mechanism,
-		RoundTrips: info.RoundTrips,
-		StartTLSRT: info.StartTLSRoundTrips,
-		Attempts:   info.Attempts,
-		Addr:       info.Addr,
-		DirectTLS:  info.DirectTLS,
-		TLSVersion: info.TLSVersion,
-		SM:         info.SM,
-		Carbons:    info.Carbons,
-		ScramCache: info.ScramKeysCached,
-		BytesOut:   info.BytesOut,
-		BytesIn:    info.BytesIn,
+		LatestID:     latest,
+		Unreads:      unreads,
+		JID:          info.JID.String(),
+		Path:         info.Path,
+		Features:     info.Source,
+		Mechanism:    info.Mechanism,
+		RoundTrips:   info.RoundTrips,
+		StartTLSRT:   info.StartTLSRoundTrips,
+		Attempts:     info.Attempts,
+		Addr:         info.Addr,
+		DirectTLS:    info.DirectTLS,
+		TLSVersion:   info.TLSVersion,
+		SM:           info.SM,
+		Carbons:      info.Carbons,
+		ScramCache:   info.ScramKeysCached,
+		FAST:         info.FAST,
+		FASTRejected: info.TokenRejected,
+		FASTIssued:   redacted(info.NewToken),
+		Resumed:      info.Resumed,
+		ResumeFailed: info.ResumeFailed,
+		BytesOut:     info.BytesOut,
+		BytesIn:      info.BytesIn,
 		TimingsMS: map[string]float64{
 			"cache":    ms(info.Timings.Cache),
 			"lookup":   ms(info.Timings.Lookup),
@@ -71,6 +84,14 @@ func newReport(info client.Info) report {
 			"total":    ms(info.Timings.Total),
 		},
 	}
+}
+
+// redacted drops a token's secret (Info never holds it; belt and braces).
+func redacted(t *login.Token) *login.Token {
+	if t == nil {
+		return nil
+	}
+	return &login.Token{Mechanism: t.Mechanism, Expiry: t.Expiry}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -88,6 +109,12 @@ func printReport(w io.Writer, info client.Info) {
 			sm += ", resumable"
 		}
 	}
+	switch {
+	case info.Resumed:
+		sm = fmt.Sprintf("resumed (server had %d of our stanzas)", info.ResumedH)
+	case info.ResumeFailed != "":
+		sm += fmt.Sprintf(" (resume refused: %s; new session)", info.ResumeFailed)
+	}
 	carbons := "off"
 	if info.Carbons {
 		carbons = "enabled"
@@ -103,7 +130,16 @@ func printReport(w io.Writer, info client.Info) {
 	if info.ScramKeysCached {
 		scram = " (cached keys: no PBKDF2)"
 	}
+	if info.FAST {
+		scram = " (FAST token: no password)"
+	}
 	fmt.Fprintf(w, "  mechanism    %s%s\n", info.Mechanism, scram)
+	if info.TokenRejected != "" {
+		fmt.Fprintf(w, "  fast         token refused (%s); password used, token deleted\n", info.TokenRejected)
+	}
+	if t := info.NewToken; t != nil {
+		fmt.Fprintf(w, "  fast         token issued for %s, expires %s (stored)\n", t.Mechanism, t.Expiry.UTC().Format(time.RFC3339))
+	}
 	fmt.Fprintf(w, "  round trips  %d after TLS", info.RoundTrips)
 	if info.StartTLSRoundTrips > 0 {
 		fmt.Fprintf(w, " (+%d for STARTTLS)", info.StartTLSRoundTrips)

@@ -117,6 +117,12 @@ func TestCacheShowForget(t *testing.T) {
 		ScramKeys []struct {
 			Account, Mechanism, Keys string
 		} `json:"scram_keys"`
+		Tokens []struct {
+			Account, Mechanism, Token string
+		} `json:"fast_tokens"`
+		Pins []struct {
+			Account, Mechanism string
+		} `json:"mechanism_pins"`
 		Accounts []struct {
 			JID      string `json:"jid"`
 			Messages int    `json:"messages"`
@@ -128,6 +134,10 @@ func TestCacheShowForget(t *testing.T) {
 	if len(shown.Features) != 1 || len(shown.ScramKeys) != 1 || shown.ScramKeys[0].Keys != "[redacted]" ||
 		len(shown.Accounts) != 1 || shown.Accounts[0].Messages != 5 {
 		t.Errorf("show: %s", stdout.String())
+	}
+	if len(shown.Tokens) != 1 || shown.Tokens[0].Token != "[redacted]" || shown.Tokens[0].Mechanism != "HT-SHA-256-EXPR" ||
+		len(shown.Pins) != 1 || shown.Pins[0].Mechanism != "SCRAM-SHA-256" {
+		t.Errorf("show: FAST token and pin: %s", stdout.String())
 	}
 	if strings.Contains(stdout.String(), "s3cret") {
 		t.Error("show prints the password")
@@ -143,7 +153,7 @@ func TestCacheShowForget(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &shown); err != nil {
 		t.Fatal(err)
 	}
-	if len(shown.Features) != 0 || len(shown.ScramKeys) != 0 {
+	if len(shown.Features) != 0 || len(shown.ScramKeys) != 0 || len(shown.Tokens) != 0 || len(shown.Pins) != 0 {
 		t.Errorf("after forget: %s", stdout.String())
 	}
 }
