@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
@@ -323,6 +324,41 @@ func TestTLSVerification(t *testing.T) {
 	c, err := client.Dial(ctx, cfg)
 	if err != nil {
 		t.Fatalf("PLAIN with the explicit insecure option: %v", err)
+	}
+	c.Close()
+
+	// A certificate for another name, or one that has expired.
+	wrongName := s.TLSConfig()
+	wrongName.ServerName = "not-" + s.Domain()
+	expired := s.TLSConfig()
+	expired.Time = func() time.Time { return time.Now().Add(10 * 365 * 24 * time.Hour) }
+	for name, tc := range map[string]*tls.Config{"wrong name": wrongName, "expired": expired} {
+		cfg := testConfig(t, s, "alice", nil)
+		cfg.TLSConfig = tc
+		_, err := client.Dial(ctx, cfg)
+		var le *login.Error
+		if !errors.Is(err, client.ErrTLS) || !errors.As(err, &le) || le.Step != "tls" {
+			t.Errorf("%s certificate: err = %v, want ErrTLS at step tls", name, err)
+		}
+	}
+
+	// A FAST token is a password too: not sent over an unverified
+	// connection without the explicit option.
+	db := openCache(t)
+	cfg = testConfig(t, s, "alice", db)
+	c, err = client.Dial(ctx, cfg) // verified: obtains a token
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	cfg.TLSConfig = insecure
+	cfg.Mechanisms = []string{"SCRAM-SHA-256"}
+	c, err = client.Dial(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Info().FAST {
+		t.Error("the FAST token was used over an unverified connection")
 	}
 	c.Close()
 }

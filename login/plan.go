@@ -234,14 +234,20 @@ func escapeAttr(b *bytes.Buffer, s string) {
 }
 
 // tokenUsable reports whether Config.Token can be tried with features f: the
-// server offers its mechanism inline in SASL2, the connection allows it, it
-// has not expired, and there is a user-agent id (FAST requires one).
+// server offers its mechanism inline in SASL2, the connection allows it (a
+// verified certificate unless InsecureAllowPlain), it has not expired, and
+// there is a user-agent id (FAST requires one).
 func (n *negotiation) tokenUsable(f cache.Features) bool {
 	t := n.cfg.Token
 	if t == nil || n.tokenRefused || len(t.Secret) == 0 || n.cfg.UserAgent.ID == "" {
 		return false
 	}
 	if !t.Expiry.IsZero() && !time.Now().Before(t.Expiry) {
+		return false
+	}
+	if len(n.tls.VerifiedChains) == 0 && !n.cfg.InsecureAllowPlain {
+		// A token is a password: never to a server whose certificate was
+		// not verified, unless the user said so (as for PLAIN).
 		return false
 	}
 	return slices.Contains(f.FASTMechanisms, t.Mechanism) && FASTAllowed(t.Mechanism, n.tls)
