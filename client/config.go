@@ -138,7 +138,8 @@ type Config struct {
 	// the cache (from the archive or live), in archive order. It runs on
 	// the client's goroutines and must not block for long.
 	OnMessage func(cache.StoredMessage)
-	// OnSyncProgress receives the reconciliation's progress after each page.
+	// OnSyncProgress receives the reconciliation's progress after each stored
+	// batch of messages (pages fetched, messages stored, expected total).
 	OnSyncProgress func(mamsync.Progress)
 	// SyncPageSize is the MAM page size asked for; zero means 250 (servers
 	// cap it).

@@ -31,29 +31,30 @@ func (h mamHandler) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartEle
 	if h.c.syncer == nil || start.Name.Local != "message" || start.Name.Space != login.NSClient {
 		return h.next.HandleXMPP(t, start)
 	}
-	var raw bytes.Buffer
-	e := xml.NewEncoder(&raw)
-	if _, err := xmlstream.Copy(e, xmlstream.MultiReader(xmlstream.Token(*start), t)); err != nil {
-		return err
-	}
-	if err := e.Flush(); err != nil {
-		return err
-	}
-	consumed, err := h.c.syncer.Handle(h.c.ctx, raw.Bytes())
-	if err != nil {
+	// The syncer reads the message from the session's tokens in one pass
+	// and hands it back serialized; MAM results (the bulk of a catch-up)
+	// end there, without a second decoding.
+	raw, consumed, err := h.c.syncer.HandleElement(h.c.ctx, *start, t)
+	switch {
+	case errors.Is(err, mamsync.ErrStore):
 		// The store failed: data, not cache. Report it and keep the session.
 		h.c.log.Error().Err(err).Msg("storing a live message failed; the next reconcile fetches it")
 		h.c.setSyncErr(err)
+	case err != nil:
+		return err // reading the stream failed
 	}
 	if consumed {
 		return nil
 	}
-	d := xml.NewDecoder(bytes.NewReader(raw.Bytes()))
+	d := xml.NewDecoder(bytes.NewReader(raw))
 	tok, err := d.Token() // the start element, as already given
 	if err != nil {
 		return err
 	}
-	s := tok.(xml.StartElement)
+	s, ok := tok.(xml.StartElement)
+	if !ok {
+		return fmt.Errorf("client: replaying a message: %T first", tok)
+	}
 	return h.next.HandleXMPP(replay{TokenReader: d, TokenWriter: t}, &s)
 }
 

@@ -37,8 +37,23 @@
 //
 // # Bounds
 //
-// A page holds at most four times the page size asked for; a reconcile
-// stops after MaxPages pages; paging that does not advance is an error
-// (ErrNoProgress). Server input is parsed with limits on ids, bodies and
-// stanza sizes, and never panics (see the fuzz tests).
+// A hostile or broken server cannot make mamsync hold unbounded data or page
+// forever. A page holds at most the page size asked for (RSM <max/>): more
+// results are ErrPageOverflow, and nothing of that page is stored. Paging
+// that does not advance is ErrNoProgress: an empty page that is not the
+// last, a page whose RSM <last/> is not its last result, a page that ends
+// where the paging was before (found in constant memory, however long the
+// loop). A reconcile stops after Config.MaxPages pages (ErrTooManyPages).
+// What was stored before any of these stays stored. Live messages held
+// during a query are bounded too. Server input is parsed with limits on
+// ids, bodies and stanza sizes, and never panics (see the fuzz tests).
+//
+// # Throughput
+//
+// A catch-up is streamed: memory does not grow with the gap. Messages are
+// read from the session's tokens in one pass (ReadMessage), without an
+// intermediate encoding; the next MAM query is sent as soon as a page is
+// full, before its <fin/>; and storing runs beside the paging, each
+// transaction taking what was fetched while the previous one ran (see
+// BenchmarkCatchUp100k in the client package).
 package mamsync

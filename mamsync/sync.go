@@ -29,6 +29,12 @@ var (
 	ErrTooManyPages = errors.New("mamsync: page limit reached")
 	// ErrQuery: the server answered a MAM query with an error.
 	ErrQuery = errors.New("mamsync: MAM query failed")
+	// ErrPageOverflow: the server sent more results for a query than its
+	// RSM <max/> allowed; the page is not stored.
+	ErrPageOverflow = errors.New("mamsync: more results than the page size asked for")
+	// ErrStore: the local store failed; what was stored before stays, and
+	// the next reconcile fetches the rest from the archive.
+	ErrStore = errors.New("mamsync: store failed")
 )
 
 // Config configures a Syncer.
@@ -38,9 +44,11 @@ type Config struct {
 	// Store is the local message cache.
 	Store *cache.DB
 	// PageSize is the RSM <max> asked for; servers cap it (Prosody 50,
-	// ejabberd 250). Zero means 250.
+	// ejabberd 250). A page with more results is ErrPageOverflow. Zero
+	// means 250.
 	PageSize int
-	// MaxPages bounds one Reconcile; zero means 100,000 pages.
+	// MaxPages bounds the MAM pages of one Reconcile or CatchUp: the next
+	// page is ErrTooManyPages. Zero means 100,000 pages.
 	MaxPages int
 	// OnMessage is called once for every message newly stored, in store
 	// order, from the goroutine that stored it. It must not block for long.
@@ -110,13 +118,8 @@ type Syncer struct {
 	sentMark  uint32          // messages written by the session when the cursor was last known complete
 	need      chan struct{}
 	noAfterID bool       // the server rejects the after-id form field
+	pageHint  int        // results per page the server gives (0: not known yet)
 	storeMu   sync.Mutex // serializes appends (order of OnMessage calls)
-}
-
-// collector gathers the results of one MAM query page.
-type collector struct {
-	msgs []cache.Message
-	bad  int
 }
 
 // New returns a Syncer.
@@ -150,23 +153,41 @@ func (s *Syncer) NeedCatchUp() <-chan struct{} { return s.need }
 // consumed; an archived live message is stored (or held while a query
 // runs) and delivered through OnMessage once stored, but not consumed: the
 // application's stanza handler still sees it live. Handle is called from
-// the session's Serve goroutine and never sends on the session.
+// the session's Serve goroutine and never sends on the session. An error is
+// a failure to store (ErrStore); a message mamsync cannot use is not an
+// error, it is left to the application.
 func (s *Syncer) Handle(ctx context.Context, raw []byte) (consumed bool, err error) {
 	in, err := Parse(s.cfg.Account, raw)
+	return s.handle(ctx, in, err)
+}
+
+// HandleElement is Handle for a message read from a token stream, as
+// mellium hands it to a handler: start is its start element (already read)
+// and r yields the rest of it up to and including its end element.
+// HandleElement reads it to its end in one pass (ReadMessage), without an
+// intermediate encoding, and returns it serialized so that the caller can
+// pass a message that was not consumed on. A failure to read r is returned
+// as is (the stream is broken); a failure to store wraps ErrStore.
+func (s *Syncer) HandleElement(ctx context.Context, start xml.StartElement, r xml.TokenReader) (raw []byte, consumed bool, err error) {
+	raw, in, perr, err := ReadMessage(s.cfg.Account, start, r)
 	if err != nil {
-		if errors.Is(err, ErrNotArchived) {
-			return false, nil
+		return nil, false, err
+	}
+	consumed, err = s.handle(ctx, in, perr)
+	return raw, consumed, err
+}
+
+func (s *Syncer) handle(ctx context.Context, in Incoming, perr error) (consumed bool, err error) {
+	if perr != nil {
+		if !errors.Is(perr, ErrNotArchived) {
+			s.log.Debug().Err(perr).Msg("message not mirrored")
 		}
-		s.log.Debug().Err(err).Msg("message not mirrored")
 		return false, nil
 	}
 	s.mu.Lock()
 	if in.Kind == KindResult {
-		c := s.queries[in.QueryID]
-		if c != nil && len(c.msgs) < 4*s.cfg.PageSize+16 {
-			c.msgs = append(c.msgs, in.Message)
-		} else if c != nil {
-			c.bad++ // more results than the page asked for: bounded
+		if c := s.queries[in.QueryID]; c != nil {
+			c.add(in.Message)
 		}
 		s.mu.Unlock()
 		return true, nil
@@ -206,9 +227,16 @@ func (s *Syncer) contiguousLocked() bool {
 func (s *Syncer) append(ctx context.Context, msgs []cache.Message, cursor string) (cache.AppendResult, error) {
 	s.storeMu.Lock()
 	defer s.storeMu.Unlock()
-	res, err := s.cfg.Store.AppendMessagesResult(ctx, s.cfg.Account.String(), msgs, cursor)
+	if err := ctx.Err(); err != nil {
+		return cache.AppendResult{}, fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	// Once begun, a store runs to its end (a batch is bounded: maxBatch
+	// messages and a page). With a ctx that can end, the SQLite driver
+	// runs every statement on a goroutine of its own, to interrupt it: a
+	// quarter of the store's cost per message.
+	res, err := s.cfg.Store.AppendMessagesResult(context.WithoutCancel(ctx), s.cfg.Account.String(), msgs, cursor)
 	if err != nil {
-		return res, fmt.Errorf("mamsync: store: %w", err)
+		return res, fmt.Errorf("%w: %w", ErrStore, err)
 	}
 	if s.cfg.OnMessage != nil {
 		for _, m := range res.Added {
@@ -329,13 +357,17 @@ var errBadRequest = errors.New("bad-request")
 
 var errExpired = errors.New("mamsync: the archive no longer knows the cursor")
 
-// batchMessages is how many fetched messages page gathers before storing
-// them in one transaction (with the cursor at the last of them): fewer,
-// larger transactions cost SQLite far less per message than one per MAM
-// page (Prosody's pages are 50 messages). A batch ends earlier at the end
-// of the paging, or when a query fails. Memory is bounded by a batch plus
-// the pages in flight, whatever the size of the gap.
-const batchMessages = 1000
+// Storing is group-committed: the fetched messages are stored in order by
+// one storer, each batch in one transaction that also moves the cursor to
+// the batch's last message (so the cursor only ever names a stored
+// message), and a batch is whatever was fetched while the previous one was
+// being stored, up to maxBatch messages. When the store keeps up, every
+// MAM page is stored as it comes; when it does not, transactions grow,
+// which is what makes SQLite faster per message (the random stanza-ids of
+// Prosody and xmpptest dirty an index page per message; a larger
+// transaction dirties each page once). Memory is bounded by two batches
+// and the pages in flight, whatever the size of the gap.
+const maxBatch = 4000
 
 // fetchedPage is one MAM page, as the fetcher in page hands it over.
 type fetchedPage struct {
@@ -346,15 +378,27 @@ type fetchedPage struct {
 	progress bool // a page was fetched (msgs and count are meaningful)
 }
 
+// stored is what the storer reports for a batch, returning its emptied
+// slice for reuse.
+type stored struct {
+	res   cache.AppendResult
+	err   error
+	batch []cache.Message
+}
+
+// abandonWait bounds how long a finished paging waits for the answer to a
+// query it sent ahead and no longer needs (see fetch), before giving up on
+// it. A server answers every query, in order; this only bounds one that
+// does not.
+const abandonWait = 10 * time.Second
+
 // page runs the MAM queries from after (exclusive) to the target.
 //
-// The queries run on a goroutine of their own, one page ahead of the
-// storing: the next page is on its way while the previous batch is stored.
-// Pages are stored in order, each batch in one transaction that also moves
-// the cursor to the batch's last message, so the cursor only ever names a
-// stored message. When a query fails, what was fetched before it is stored
-// first, as it was when every page was its own transaction.
-func (s *Syncer) page(ctx context.Context, sess *xmpp.Session, after string, t Target, rep *Report) error {
+// Three parts run at once: the fetcher (fetch) sends the queries, the next
+// one as soon as the current page is full; this goroutine gathers the
+// pages into batches; the storer stores them. When a query fails, what was
+// fetched before it is stored first.
+func (s *Syncer) page(ctx context.Context, sess *xmpp.Session, after string, t Target, rep *Report) (err error) {
 	fctx, cancel := context.WithCancel(ctx)
 	pages := make(chan fetchedPage, 1)
 	fetcherDone := make(chan struct{})
@@ -363,69 +407,124 @@ func (s *Syncer) page(ctx context.Context, sess *xmpp.Session, after string, t T
 		defer close(pages)
 		s.fetch(fctx, sess, after, t, pages)
 	}()
+	toStore := make(chan []cache.Message)
+	results := make(chan stored)
+	go func() {
+		defer close(results)
+		for batch := range toStore {
+			res, err := s.append(ctx, batch, batch[len(batch)-1].StanzaID)
+			clear(batch) // the messages are the caller's (res.Added) now
+			results <- stored{res, err, batch[:0]}
+		}
+	}()
+	busy := false // the storer holds a batch
 	defer func() {
+		close(toStore)
+		for range results { // the storer's last batch
+		}
+		if err == nil {
+			// Done: the fetcher may still wait for the answer to a query it
+			// sent ahead; the server answers it.
+			select {
+			case <-fetcherDone:
+			case <-time.After(abandonWait):
+			}
+		}
 		cancel()
 		for range pages { // unblock the fetcher
 		}
 		<-fetcherDone
 	}()
 
-	var batch []cache.Message
-	flush := func() error {
-		if len(batch) == 0 {
+	var (
+		batch    []cache.Message
+		spare    []cache.Message // the other batch's slice, back from the storer
+		reported Progress        // as last given to OnProgress
+		end      bool            // the fetcher has said its last
+		endErr   error           // and it was this error
+		endFound bool            // and it was the last page, not an error
+	)
+	for {
+		if end && !busy && len(batch) == 0 {
+			if endErr != nil {
+				return endErr
+			}
+			if !endFound {
+				// The fetcher stopped without a last page: ctx ended.
+				if err := ctx.Err(); err != nil {
+					return fmt.Errorf("mamsync: query: %w", err)
+				}
+				return errors.New("mamsync: paging stopped")
+			}
+			if rep.Progress != reported && s.cfg.OnProgress != nil {
+				s.cfg.OnProgress(rep.Progress) // the last pages stored nothing
+			}
 			return nil
 		}
-		res, err := s.append(ctx, batch, batch[len(batch)-1].StanzaID)
-		clear(batch) // the messages are the caller's (res.Added) now
-		batch = batch[:0]
-		if err != nil {
-			return err
+		var (
+			in  <-chan fetchedPage
+			out chan<- []cache.Message
+		)
+		if !end && len(batch) < maxBatch {
+			in = pages
 		}
-		rep.Stored += len(res.Added)
-		rep.Duplicates += res.Duplicates
-		if s.cfg.OnProgress != nil {
-			s.cfg.OnProgress(rep.Progress)
+		if !busy && len(batch) > 0 {
+			out = toStore
 		}
-		return nil
-	}
-	for p := range pages {
-		if p.progress {
-			rep.Pages++
-			rep.Fetched += len(p.msgs)
-			if rep.Expected < 0 && p.count >= 0 {
-				rep.Expected = p.count
+		select {
+		case p, ok := <-in:
+			if !ok {
+				end = true
+				break
 			}
-			batch = append(batch, p.msgs...)
-		}
-		if p.err != nil {
-			if err := flush(); err != nil {
-				return err
-			}
-			return p.err
-		}
-		if p.done || len(batch) >= batchMessages {
-			flushed := len(batch) > 0
-			if err := flush(); err != nil {
-				return err
-			}
-			if p.done {
-				if !flushed && s.cfg.OnProgress != nil {
-					s.cfg.OnProgress(rep.Progress)
+			if p.progress {
+				rep.Pages++
+				rep.Fetched += len(p.msgs)
+				if rep.Expected < 0 && p.count >= 0 {
+					rep.Expected = p.count
 				}
-				return nil
+				batch = append(batch, p.msgs...)
+			}
+			switch {
+			case p.err != nil:
+				end, endErr = true, p.err
+			case p.done:
+				end, endFound = true, true
+			}
+		case out <- batch:
+			busy, batch, spare = true, spare, nil
+		case r := <-results:
+			busy = false
+			if batch == nil {
+				batch = r.batch
+			} else {
+				spare = r.batch
+			}
+			if r.err != nil {
+				return r.err
+			}
+			rep.Stored += len(r.res.Added)
+			rep.Duplicates += r.res.Duplicates
+			if s.cfg.OnProgress != nil {
+				s.cfg.OnProgress(rep.Progress)
+				reported = rep.Progress
 			}
 		}
 	}
-	// The fetcher stopped without a last page: ctx ended.
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("mamsync: query: %w", err)
-	}
-	return errors.New("mamsync: paging stopped")
 }
 
 // fetch pages the archive for page and sends each page to pages, until the
 // target, an error (sent as the last page) or ctx's end.
+//
+// Queries are pipelined: as soon as the current page holds as many results
+// as the server gives per page, the next query is sent, after the last
+// result so far, without waiting for the <fin/>. The server works on the
+// next page while the client reads this one. If the <fin/> then says
+// something else (the result set is complete, or its <last/> is not that
+// result), the query sent ahead is dropped and its results are ignored.
 func (s *Syncer) fetch(ctx context.Context, sess *xmpp.Session, after string, t Target, pages chan<- fetchedPage) {
+	var wg sync.WaitGroup
+	defer wg.Wait() // every answer is read (or ctx ended)
 	send := func(p fetchedPage) bool {
 		select {
 		case pages <- p:
@@ -434,39 +533,148 @@ func (s *Syncer) fetch(ctx context.Context, sess *xmpp.Session, after string, t 
 			return false
 		}
 	}
-	rsmAfter := ""
-	for n := 0; ; n++ {
-		if n >= s.cfg.MaxPages {
-			send(fetchedPage{err: fmt.Errorf("%w (%d)", ErrTooManyPages, s.cfg.MaxPages)})
-			return
+	o := queryOpts{afterID: after}
+	if t.Known {
+		o.target = t.LatestID
+	}
+	s.mu.Lock()
+	o.want = s.pageHint
+	s.mu.Unlock()
+	if o.want <= 0 || o.want > s.cfg.PageSize {
+		o.want = s.cfg.PageSize
+	}
+	cur := s.send(ctx, sess, &wg, o)
+	var ahead *pending // the next query, sent ahead
+	defer func() {
+		s.drop(cur)
+		s.drop(ahead)
+	}()
+	fetched, count := 0, -1
+	var cycle cycleCheck
+	for n := 1; ; n++ {
+		var (
+			msgs []cache.Message
+			fin  Fin
+			err  error
+		)
+		for got := false; !got; {
+			select {
+			case <-cur.c.full:
+				// The page is full: unless it is the last, the next page
+				// starts after its last result.
+				last := count >= 0 && fetched+o.want >= count
+				if ahead == nil && !last && n < s.cfg.MaxPages {
+					next := o
+					next.rsmAfter = s.lastID(cur)
+					ahead = s.send(ctx, sess, &wg, next)
+				}
+			case a := <-cur.answer:
+				msgs, fin, err = s.finish(cur, a)
+				got = true
+			case <-ctx.Done():
+				return
+			}
 		}
-		msgs, fin, err := s.query(ctx, sess, after, rsmAfter, false)
+		if cur.afterIDSent && errors.Is(err, errBadRequest) && len(msgs) == 0 && n == 1 {
+			// The server rejects after-id: ask again, paging by RSM.
+			s.drop(ahead)
+			ahead = nil
+			cur = s.send(ctx, sess, &wg, o)
+			n--
+			continue
+		}
 		if err != nil {
 			send(fetchedPage{err: err})
 			return
 		}
+		fetched += len(msgs)
+		if count < 0 && fin.Count >= 0 {
+			count = fin.Count
+		}
 		p := fetchedPage{msgs: msgs, count: fin.Count, done: fin.Complete, progress: true}
-		if t.Known && t.LatestID != "" {
-			if i := slices.IndexFunc(msgs, func(m cache.Message) bool { return m.StanzaID == t.LatestID }); i >= 0 {
+		if o.target != "" {
+			if i := slices.IndexFunc(msgs, func(m cache.Message) bool { return m.StanzaID == o.target }); i >= 0 {
 				// Messages after latest-id reach this session live: they are
 				// not stored from the archive.
 				p.msgs, p.done = msgs[:i+1], true
 			}
 		}
 		if !p.done {
-			next := fin.Last
-			if next == "" && len(msgs) > 0 {
-				next = msgs[len(msgs)-1].StanzaID
+			next, err := nextPosition(o.rsmAfter, msgs, fin, &cycle)
+			if err != nil {
+				// Nothing of a page the paging cannot trust is stored.
+				p.msgs, p.err = nil, err
 			}
-			if next == "" || next == rsmAfter || len(msgs) == 0 {
-				p.err = fmt.Errorf("%w after %q", ErrNoProgress, truncate(rsmAfter))
+			o.rsmAfter = next
+			if len(msgs) > 0 && len(msgs) != o.want {
+				// The server gives another number per page than asked
+				// (Prosody caps pages at 50): send the next query ahead at
+				// that size.
+				o.want = len(msgs)
+				s.mu.Lock()
+				s.pageHint = o.want
+				s.mu.Unlock()
 			}
-			rsmAfter = next
 		}
 		if !send(p) || p.done || p.err != nil {
 			return
 		}
+		if n >= s.cfg.MaxPages {
+			send(fetchedPage{err: fmt.Errorf("%w (%d)", ErrTooManyPages, s.cfg.MaxPages)})
+			return
+		}
+		if ahead != nil && ahead.rsmAfter == o.rsmAfter {
+			cur, ahead = ahead, nil
+		} else {
+			s.drop(ahead)
+			ahead = nil
+			cur = s.send(ctx, sess, &wg, o)
+		}
 	}
+}
+
+// nextPosition returns where the paging continues after a page that is not
+// the last: the page's RSM <last/> (or, without one, its last result). A
+// page that does not move the paging forward is ErrNoProgress: an empty
+// page, a <last/> that is not the page's last result (XEP-0059 §2.1: it is
+// that result's id), a position the paging was at before. The last is
+// found in constant memory, whatever the number of pages: cycle is Brent's
+// cycle detection over the positions, which finds any loop of a server that
+// answers the same position with the same page within twice the length of
+// the loop and what came before it. A server that makes up new pages
+// forever is bounded by Config.MaxPages.
+func nextPosition(after string, msgs []cache.Message, fin Fin, cycle *cycleCheck) (string, error) {
+	if len(msgs) == 0 {
+		return "", fmt.Errorf("%w: an empty page after %q that is not the last", ErrNoProgress, truncate(after))
+	}
+	last := msgs[len(msgs)-1].StanzaID
+	if fin.Last != "" && fin.Last != last {
+		return "", fmt.Errorf("%w: the page ends with %q but says its last is %q", ErrNoProgress, truncate(last), truncate(fin.Last))
+	}
+	if last == after || cycle.repeated(last) {
+		return "", fmt.Errorf("%w: the page after %q ends at %q, where the paging was before", ErrNoProgress, truncate(after), truncate(last))
+	}
+	return last, nil
+}
+
+// cycleCheck detects a repeated value in a sequence in constant memory
+// (Brent's algorithm): it keeps one value, replaced after 1, 2, 4, 8, ...
+// steps.
+type cycleCheck struct {
+	mark         string
+	power, steps int
+}
+
+// repeated reports whether v equals the value kept, then records v.
+func (c *cycleCheck) repeated(v string) bool {
+	if c.power > 0 && v == c.mark {
+		return true
+	}
+	c.steps++
+	if c.steps >= c.power {
+		c.mark, c.power, c.steps = v, max(2*c.power, 1), 0
+	}
+	return false
 }
 
 // recoverExpired handles a cursor the server no longer knows: it fetches the
@@ -475,7 +683,7 @@ func (s *Syncer) fetch(ctx context.Context, sess *xmpp.Session, after string, t 
 // reported.
 func (s *Syncer) recoverExpired(ctx context.Context, sess *xmpp.Session, old string, t Target, rep *Report) error {
 	s.log.Warn().Str("cursor", old).Msg("the archive no longer knows the cursor; fetching the newest page and recording a gap")
-	msgs, fin, err := s.query(ctx, sess, "", "", true)
+	msgs, _, err := s.query(ctx, sess, queryOpts{last: true})
 	if err != nil {
 		return err
 	}
@@ -500,98 +708,10 @@ func (s *Syncer) recoverExpired(ctx context.Context, sess *xmpp.Session, old str
 	}
 	rep.Stored += len(res.Added)
 	rep.Duplicates += res.Duplicates
-	_ = fin
 	if s.cfg.OnProgress != nil {
 		s.cfg.OnProgress(rep.Progress)
 	}
 	return nil
-}
-
-// query sends one MAM query page and returns its results and <fin>.
-// afterID is the form's after-id (the result set), rsmAfter the RSM
-// paging position; last asks for the newest page (RSM <before/>).
-func (s *Syncer) query(ctx context.Context, sess *xmpp.Session, afterID, rsmAfter string, last bool) ([]cache.Message, Fin, error) {
-	s.mu.Lock()
-	noAfterID := s.noAfterID
-	s.mu.Unlock()
-	if afterID != "" && noAfterID {
-		// The server rejects the after-id field (ejabberd 24.12): page the
-		// whole archive by RSM from the cursor instead. The result set, and
-		// with it the RSM count, is then the whole archive.
-		if rsmAfter == "" {
-			rsmAfter = afterID
-		}
-		afterID = ""
-	}
-	msgs, fin, err := s.query1(ctx, sess, afterID, rsmAfter, last)
-	if afterID != "" && errors.Is(err, errBadRequest) {
-		s.mu.Lock()
-		s.noAfterID = true
-		s.mu.Unlock()
-		s.log.Debug().Msg("the archive rejects after-id; paging by RSM <after/>")
-		return s.query(ctx, sess, afterID, rsmAfter, last)
-	}
-	if noAfterID {
-		fin.Count = -1 // the count of the whole archive, not of what is missing
-	}
-	return msgs, fin, err
-}
-
-// query1 sends one MAM query page.
-func (s *Syncer) query1(ctx context.Context, sess *xmpp.Session, afterID, rsmAfter string, last bool) ([]cache.Message, Fin, error) {
-	qid := randomID()
-	c := &collector{}
-	s.mu.Lock()
-	s.queries[qid] = c
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.queries, qid)
-		s.mu.Unlock()
-	}()
-	var b bytes.Buffer
-	b.WriteString("<iq type='set' id='")
-	b.WriteString(qid)
-	b.WriteString("'><query xmlns='urn:xmpp:mam:2' queryid='")
-	b.WriteString(qid)
-	b.WriteString("'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>urn:xmpp:mam:2</value></field>")
-	if afterID != "" {
-		b.WriteString("<field var='after-id'><value>")
-		_ = xml.EscapeText(&b, []byte(afterID))
-		b.WriteString("</value></field>")
-	}
-	b.WriteString("</x><set xmlns='http://jabber.org/protocol/rsm'><max>")
-	fmt.Fprint(&b, s.cfg.PageSize)
-	b.WriteString("</max>")
-	switch {
-	case last:
-		b.WriteString("<before/>")
-	case rsmAfter != "":
-		b.WriteString("<after>")
-		_ = xml.EscapeText(&b, []byte(rsmAfter))
-		b.WriteString("</after>")
-	}
-	b.WriteString("</set></query></iq>")
-	resp, err := sess.SendIQ(ctx, xml.NewDecoder(&b))
-	if err != nil {
-		return nil, Fin{}, fmt.Errorf("mamsync: query: %w", err)
-	}
-	defer resp.Close()
-	raw, err := encode(resp)
-	if err != nil {
-		return nil, Fin{}, fmt.Errorf("mamsync: query answer: %w", err)
-	}
-	fin, err := parseAnswer(raw)
-	if err != nil {
-		return nil, Fin{}, err
-	}
-	s.mu.Lock()
-	msgs, bad := c.msgs, c.bad
-	s.mu.Unlock()
-	if bad > 0 {
-		return nil, Fin{}, fmt.Errorf("%w: the server sent %d results more than asked", ErrQuery, bad)
-	}
-	return msgs, fin, nil
 }
 
 // parseAnswer reads the IQ answering a query: <fin/> or an error.

@@ -1,8 +1,10 @@
 package xmpptest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"hash/maphash"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +26,12 @@ import (
 // (18 hex digits with at least one letter, so never a number) unless
 // Config.MAMNumericIDs is set, when they are increasing decimal numbers
 // (microseconds since 1970, bumped when needed, as ejabberd does).
+//
+// An archive holds no pointer per message: its strings live in one byte
+// arena (strRef), its id index is a table of positions (idTable). The
+// server runs in the process of the client it tests, so a 100,000-message
+// archive would otherwise be 800,000 pointers that the garbage collector
+// scans on every cycle, a cost every client benchmark would pay.
 
 // ArchivedMessage is one message in a user's archive.
 type ArchivedMessage struct {
@@ -38,23 +46,63 @@ type ArchivedMessage struct {
 	Body string
 }
 
-// archived is a stored message: the public view plus what MAM returns.
+// strRef is a string in an archive's arena.
+type strRef struct{ off, n uint32 }
+
+// archived is a stored message: the public view plus what MAM returns, as
+// references into its archive's arena.
 type archived struct {
-	ArchivedMessage
-	at       int64  // timestamp, microseconds since 1970
-	from, to string // full JIDs when known (routed), else bare
-	typ      string // the message's type attribute
-	msgID    string // the message's id attribute
+	id, peer, body strRef
+	from, to       strRef // full JIDs when known (routed), else bare
+	typ, msgID     strRef // the message's type and id attributes
+	at             int64  // timestamp, microseconds since 1970
+	incoming       bool
 }
 
 // time returns the message's timestamp.
 func (m *archived) time() time.Time { return time.UnixMicro(m.at).UTC() }
 
+// arena holds an archive's strings. Bytes once appended never change: a
+// slice of it taken under the server's lock stays readable after.
+type arena []byte
+
+func (a arena) bytes(r strRef) []byte { return a[r.off : r.off+r.n : r.off+r.n] }
+func (a arena) str(r strRef) string   { return string(a.bytes(r)) }
+
+// is reports whether r holds s, without allocating.
+func (a arena) is(r strRef, s string) bool { return string(a.bytes(r)) == s }
+
 // userArchive is one user's archive, oldest first.
 type userArchive struct {
-	msgs  []archived
-	first int            // sequence number of msgs[0] (messages dropped before it)
-	index map[string]int // stanza-id -> sequence number
+	arena    arena
+	interned map[string]strRef // strings that repeat: JIDs, types (a few)
+	msgs     []archived
+	index    idTable
+}
+
+// add appends s to the arena.
+func (a *userArchive) add(s string) strRef {
+	r := strRef{off: uint32(len(a.arena)), n: uint32(len(s))}
+	a.arena = append(a.arena, s...)
+	return r
+}
+
+// intern returns s in the arena, stored once however often it is asked for.
+func (a *userArchive) intern(s string) strRef {
+	if r, ok := a.interned[s]; ok {
+		return r
+	}
+	r := a.add(s)
+	if a.interned == nil {
+		a.interned = make(map[string]strRef)
+	}
+	a.interned[s] = r
+	return r
+}
+
+// public returns the public view of m.
+func (a *userArchive) public(m *archived) ArchivedMessage {
+	return ArchivedMessage{StanzaID: a.arena.str(m.id), Peer: a.arena.str(m.peer), Incoming: m.incoming, Body: a.arena.str(m.body)}
 }
 
 // pos returns the position in msgs of the message with stanza-id id.
@@ -62,8 +110,98 @@ func (a *userArchive) pos(id string) (int, bool) {
 	if a == nil {
 		return 0, false
 	}
-	seq, ok := a.index[id]
-	return seq - a.first, ok
+	return a.index.find(a, id)
+}
+
+// has reports whether id is in the archive.
+func (a *userArchive) has(id string) bool {
+	_, ok := a.pos(id)
+	return ok
+}
+
+// hasBytes is has for an id given as bytes.
+func (a *userArchive) hasBytes(id []byte) bool {
+	_, ok := a.index.findBytes(a, id)
+	return ok
+}
+
+// appendMsg appends m, keeping timestamps in archive order.
+func (a *userArchive) appendMsg(m archived) {
+	if n := len(a.msgs); n > 0 && m.at < a.msgs[n-1].at {
+		m.at = a.msgs[n-1].at
+	}
+	a.msgs = append(a.msgs, m)
+	a.index.insert(a, len(a.msgs)-1)
+}
+
+// idTable maps stanza-ids to positions in an archive: open addressing over
+// a power-of-two table of positions plus one (0 is an empty slot), hashing
+// the ids in the arena. Expiry rebuilds it.
+type idTable struct {
+	seed  maphash.Seed
+	slots []int32
+	n     int
+}
+
+func (t *idTable) find(a *userArchive, id string) (int, bool) {
+	if t.n == 0 {
+		return 0, false
+	}
+	return t.probe(a, maphash.String(t.seed, id), func(b []byte) bool { return string(b) == id })
+}
+
+// findBytes is find for an id given as bytes.
+func (t *idTable) findBytes(a *userArchive, id []byte) (int, bool) {
+	if t.n == 0 {
+		return 0, false
+	}
+	return t.probe(a, maphash.Bytes(t.seed, id), func(b []byte) bool { return bytes.Equal(b, id) })
+}
+
+func (t *idTable) probe(a *userArchive, h uint64, is func([]byte) bool) (int, bool) {
+	mask := len(t.slots) - 1
+	for i := int(h) & mask; ; i = (i + 1) & mask {
+		p := int(t.slots[i]) - 1
+		if p < 0 {
+			return 0, false
+		}
+		if is(a.arena.bytes(a.msgs[p].id)) {
+			return p, true
+		}
+	}
+}
+
+// insert indexes the message at position p (its id not in the table yet).
+func (t *idTable) insert(a *userArchive, p int) {
+	if 2*(t.n+1) > len(t.slots) {
+		t.rebuild(a, max(64, 2*len(t.slots)), p)
+		return
+	}
+	t.put(a, p)
+}
+
+func (t *idTable) put(a *userArchive, p int) {
+	mask := len(t.slots) - 1
+	i := int(maphash.Bytes(t.seed, a.arena.bytes(a.msgs[p].id))) & mask
+	for t.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	t.slots[i] = int32(p + 1)
+	t.n++
+}
+
+// rebuild indexes msgs[:upTo+1] in a table of size slots (a power of two).
+func (t *idTable) rebuild(a *userArchive, size, upTo int) {
+	if t.n == 0 && t.slots == nil {
+		t.seed = maphash.MakeSeed()
+	}
+	for size < 2*(upTo+1) {
+		size *= 2
+	}
+	t.slots, t.n = make([]int32, size), 0
+	for p := 0; p <= upTo; p++ {
+		t.put(a, p)
+	}
 }
 
 // Archive returns a copy of user's archive (user is a localpart), oldest
@@ -77,7 +215,7 @@ func (s *Server) Archive(user string) []ArchivedMessage {
 	}
 	out := make([]ArchivedMessage, len(a.msgs))
 	for i := range a.msgs {
-		out[i] = a.msgs[i].ArchivedMessage
+		out[i] = a.public(&a.msgs[i])
 	}
 	return out
 }
@@ -108,7 +246,7 @@ func (s *Server) InjectArchiveAt(user, peerBare, body string, incoming bool, at 
 	defer s.mu.Unlock()
 	a := s.userArchiveLocked(user)
 	id := s.newIDLocked(a)
-	a.add(injected(strings.ToLower(user)+"@"+s.domain, peerBare, body, incoming, id, at))
+	a.appendMsg(a.injected(strings.ToLower(user)+"@"+s.domain, peerBare, body, incoming, id, at))
 	return id
 }
 
@@ -122,61 +260,41 @@ func (s *Server) InjectArchiveBulk(user, peerBare string, n int, incoming bool) 
 		return "", ""
 	}
 	now := time.Now().UnixMicro()
-	// Few allocations: the ids (with their message ids, "msg-" + id) and the
-	// bodies are substrings of two large strings.
 	const idLen = 2 * opaqueIDBytes
 	rnd := make([]byte, n*opaqueIDBytes)
 	_, _ = rand.Read(rnd)
-	idBuf := make([]byte, 0, n*(4+idLen))
-	for i := range n {
-		idBuf = append(idBuf, "msg-"...)
-		idBuf = hex.AppendEncode(idBuf, rnd[i*opaqueIDBytes:(i+1)*opaqueIDBytes])
-	}
-	ids := string(idBuf)
-	var bodyBuf []byte
-	bodyEnd := make([]int, n)
-	for i := range n {
-		bodyBuf = append(bodyBuf, "message "...)
-		bodyBuf = strconv.AppendInt(bodyBuf, int64(i+1), 10)
-		bodyEnd[i] = len(bodyBuf)
-	}
-	bodies := string(bodyBuf)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.userArchiveLocked(user)
-	if len(a.index) < n {
-		idx := make(map[string]int, len(a.index)+n)
-		for k, v := range a.index {
-			idx[k] = v
-		}
-		a.index = idx
-	}
 	own := strings.ToLower(user) + "@" + s.domain
-	peer := strings.ToLower(peerBare)
-	m := injected(own, peer, "", incoming, "", time.Time{})
+	m := a.injected(own, peerBare, "", incoming, "", time.Time{})
 	a.msgs = growArchived(a.msgs, n)
-	bodyStart := 0
+	a.arena = growArena(a.arena, n*(4+idLen+len("message ")+8))
 	for i := range n {
-		k := i * (4 + idLen)
-		m.msgID, m.StanzaID = ids[k:k+4+idLen], ids[k+4:k+4+idLen]
-		if s.cfg.MAMNumericIDs {
-			m.StanzaID = s.numericIDLocked()
-			m.msgID = "msg-" + m.StanzaID
-		} else if !isOpaque(m.StanzaID) || a.has(m.StanzaID) {
-			m.StanzaID = s.newIDLocked(a)
-			m.msgID = "msg-" + m.StanzaID
+		// The message id is "msg-" and the stanza-id: one string in the
+		// arena, the stanza-id its tail.
+		off := len(a.arena)
+		a.arena = append(a.arena, "msg-"...)
+		a.arena = hex.AppendEncode(a.arena, rnd[i*opaqueIDBytes:(i+1)*opaqueIDBytes])
+		m.msgID = strRef{uint32(off), uint32(4 + idLen)}
+		m.id = strRef{uint32(off + 4), idLen}
+		if id := a.arena.bytes(m.id); s.cfg.MAMNumericIDs || !isOpaque(id) || a.hasBytes(id) {
+			a.arena = a.arena[:off]
+			m.msgID = a.add("msg-" + s.newIDLocked(a))
+			m.id = strRef{m.msgID.off + 4, m.msgID.n - 4}
 		}
-		m.Body = bodies[bodyStart:bodyEnd[i]]
-		bodyStart = bodyEnd[i]
+		off = len(a.arena)
+		a.arena = append(a.arena, "message "...)
+		a.arena = strconv.AppendInt(a.arena, int64(i+1), 10)
+		m.body = strRef{uint32(off), uint32(len(a.arena) - off)}
 		m.at = now - int64(n-1-i)*1e6
-		a.add(m)
+		a.appendMsg(m)
 		if i == 0 {
-			firstID = m.StanzaID
+			firstID = a.arena.str(m.id)
 		}
-		lastID = m.StanzaID
 	}
-	return firstID, lastID
+	return firstID, a.arena.str(a.msgs[len(a.msgs)-1].id)
 }
 
 // growArchived makes room for n more messages.
@@ -186,6 +304,16 @@ func growArchived(s []archived, n int) []archived {
 	}
 	out := make([]archived, len(s), len(s)+n)
 	copy(out, s)
+	return out
+}
+
+// growArena makes room for n more bytes.
+func growArena(a arena, n int) arena {
+	if cap(a)-len(a) >= n {
+		return a
+	}
+	out := make(arena, len(a), len(a)+n)
+	copy(out, a)
 	return out
 }
 
@@ -202,11 +330,8 @@ func (s *Server) ExpireArchiveBefore(user, id string) {
 	if !ok || p == 0 {
 		return
 	}
-	for _, m := range a.msgs[:p] {
-		delete(a.index, m.StanzaID)
-	}
 	a.msgs = append([]archived(nil), a.msgs[p:]...)
-	a.first += p
+	a.index.rebuild(a, 64, len(a.msgs)-1)
 }
 
 // SetReadMarker records that user has read the conversation with peerBare up
@@ -229,24 +354,23 @@ func (s *Server) SetReadMarker(user, peerBare, readID string) {
 }
 
 // injected builds an injected message between own and peer (bare JIDs).
-func injected(own, peer, body string, incoming bool, id string, at time.Time) archived {
+func (a *userArchive) injected(own, peer, body string, incoming bool, id string, at time.Time) archived {
 	peer = strings.ToLower(peer)
 	m := archived{
-		ArchivedMessage: archived0(id, peer, incoming, body),
-		at:              at.UnixMicro(),
-		from:            own,
-		to:              peer,
-		typ:             "chat",
-		msgID:           "msg-" + id,
+		id:       a.add(id),
+		peer:     a.intern(peer),
+		body:     a.add(body),
+		incoming: incoming,
+		at:       at.UnixMicro(),
+		from:     a.intern(own),
+		to:       a.intern(peer),
+		typ:      a.intern("chat"),
+		msgID:    a.add("msg-" + id),
 	}
 	if incoming {
-		m.from, m.to = peer, own
+		m.from, m.to = m.to, m.from
 	}
 	return m
-}
-
-func archived0(id, peer string, incoming bool, body string) ArchivedMessage {
-	return ArchivedMessage{StanzaID: id, Peer: peer, Incoming: incoming, Body: body}
 }
 
 // userArchiveLocked returns user's archive, creating it.
@@ -257,26 +381,10 @@ func (s *Server) userArchiveLocked(user string) *userArchive {
 	user = strings.ToLower(user)
 	a := s.archives[user]
 	if a == nil {
-		a = &userArchive{index: make(map[string]int)}
+		a = &userArchive{}
 		s.archives[user] = a
 	}
 	return a
-}
-
-// has reports whether id is in the archive.
-func (a *userArchive) has(id string) bool {
-	_, ok := a.index[id]
-	return ok
-}
-
-// add appends m, keeping timestamps in archive order.
-func (a *userArchive) add(m archived) {
-	m.Peer = strings.ToLower(m.Peer)
-	if n := len(a.msgs); n > 0 && m.at < a.msgs[n-1].at {
-		m.at = a.msgs[n-1].at
-	}
-	a.index[m.StanzaID] = a.first + len(a.msgs)
-	a.msgs = append(a.msgs, m)
 }
 
 // opaqueIDBytes is the size of an opaque id before hex encoding.
@@ -292,7 +400,7 @@ func opaqueID() string {
 }
 
 // isOpaque reports whether a hex id has a letter (is not a decimal number).
-func isOpaque(id string) bool {
+func isOpaque[T string | []byte](id T) bool {
 	for i := range len(id) {
 		if id[i] >= 'a' && id[i] <= 'f' {
 			return true
@@ -332,15 +440,19 @@ func (s *Server) numericIDLocked() string {
 // unless it is to self, in the sender's. from and to are the stanza's
 // addresses (full or bare JIDs), typ and msgID its type and id.
 func (s *Server) archiveRouted(fromUser, toUser, fromBare, toBare, from, to, typ, msgID, stanzaID, body string) {
-	now := time.Now()
+	now := time.Now().UnixMicro()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := archived{at: now.UnixMicro(), from: from, to: to, typ: typ, msgID: msgID}
-	m.ArchivedMessage = archived0(stanzaID, fromBare, true, body)
-	s.userArchiveLocked(toUser).add(m)
+	add := func(user, peer string, incoming bool) {
+		a := s.userArchiveLocked(user)
+		a.appendMsg(archived{
+			id: a.add(stanzaID), peer: a.intern(strings.ToLower(peer)), body: a.add(body), incoming: incoming,
+			at: now, from: a.intern(from), to: a.intern(to), typ: a.intern(typ), msgID: a.add(msgID),
+		})
+	}
+	add(toUser, fromBare, true)
 	if !strings.EqualFold(fromUser, toUser) {
-		m.ArchivedMessage = archived0(stanzaID, toBare, false, body)
-		s.userArchiveLocked(fromUser).add(m)
+		add(fromUser, toBare, false)
 	}
 }
 
@@ -363,29 +475,31 @@ func (s *Server) archiveState(user string) (latest string, unreads []unread) {
 	if a == nil || len(a.msgs) == 0 {
 		return "", nil
 	}
-	latest = a.msgs[len(a.msgs)-1].StanzaID
+	latest = a.arena.str(a.msgs[len(a.msgs)-1].id)
 	markers := s.markers[user]
 	// Position of each marker in the archive; -1 when absent.
 	pos := make(map[string]int)
 	for peer, id := range markers {
 		pos[peer] = -1
-		if p, ok := a.pos(id); ok && a.msgs[p].Peer == peer {
+		if p, ok := a.pos(id); ok && a.arena.is(a.msgs[p].peer, peer) {
 			pos[peer] = p
 		}
 	}
 	idx := make(map[string]int)
-	for i, m := range a.msgs {
-		if !m.Incoming {
+	for i := range a.msgs {
+		m := &a.msgs[i]
+		if !m.incoming {
 			continue
 		}
-		if p, ok := pos[m.Peer]; ok && i <= p {
+		peer := a.arena.str(m.peer)
+		if p, ok := pos[peer]; ok && i <= p {
 			continue
 		}
-		j, ok := idx[m.Peer]
+		j, ok := idx[peer]
 		if !ok {
 			j = len(unreads)
-			idx[m.Peer] = j
-			unreads = append(unreads, unread{peer: m.Peer, readID: markers[m.Peer]})
+			idx[peer] = j
+			unreads = append(unreads, unread{peer: peer, readID: markers[peer]})
 		}
 		unreads[j].count++
 	}

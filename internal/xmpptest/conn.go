@@ -511,6 +511,13 @@ func (c *conn) emitLocked(items ...outItem) error {
 		return net.ErrClosed
 	}
 	var data []byte
+	if len(items) > 1 {
+		n := 0
+		for _, it := range items {
+			n += len(it.data)
+		}
+		data = make([]byte, 0, n)
+	}
 	for _, it := range items {
 		if c.secured {
 			c.log.recordOut(it.name, it.end, time.Now())

@@ -3,6 +3,7 @@ package xmpptest
 import (
 	"crypto/tls"
 	"encoding/xml"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -23,8 +24,20 @@ type Event struct {
 	// server (In). An In event with ServerWritesBefore == 0 was sent before
 	// the client could have seen anything from the server.
 	ServerWritesBefore int
-	// At is when the item was written, or when its last byte arrived.
+	// At is when the item was written, or when its last byte arrived. Items
+	// the server wrote one after the other with the same name (the results
+	// of a MAM page) are recorded as one run and share the At of the run's
+	// first item: the log then grows with the number of runs, not of
+	// stanzas, and a 100,000-message catch-up costs it a few kilobytes.
 	At time.Time
+}
+
+// logEntry is one recorded item, or a run of n Out items with the same
+// name (ev is the first; item k of the run has ServerWritesBefore
+// ev.ServerWritesBefore+k).
+type logEntry struct {
+	ev Event
+	n  int
 }
 
 // UserAgent is the SASL2 <user-agent/> a client sent.
@@ -48,7 +61,7 @@ type ConnLog struct {
 	done      chan struct{}
 
 	mu         sync.Mutex
-	events     []Event
+	events     []logEntry
 	outs       int
 	flights    int
 	lastWrites int // server writes at the previous arrival; -1 before any
@@ -77,7 +90,15 @@ func newConnLog(directTLS bool, remote string) *ConnLog {
 func (l *ConnLog) Events() []Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]Event(nil), l.events...)
+	var out []Event
+	for _, e := range l.events {
+		for k := range e.n {
+			ev := e.ev
+			ev.ServerWritesBefore += k
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 // Received returns the first element the client sent with the given local
@@ -91,8 +112,8 @@ func (l *ConnLog) find(in bool, local string) (Event, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, e := range l.events {
-		if e.In == in && e.Name.Local == local && !e.End {
-			return e, true
+		if e.ev.In == in && e.ev.Name.Local == local && !e.ev.End {
+			return e.ev, true
 		}
 	}
 	return Event{}, false
@@ -184,7 +205,14 @@ func (l *ConnLog) Bind2Draft() bool {
 func (l *ConnLog) recordOut(n xml.Name, end bool, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.events = append(l.events, Event{Name: n, End: end, ServerWritesBefore: l.outs, At: at})
+	if k := len(l.events) - 1; k >= 0 && !end {
+		if last := &l.events[k]; !last.ev.In && !last.ev.End && last.ev.Name == n {
+			last.n++
+			l.outs++
+			return
+		}
+	}
+	l.events = append(l.events, logEntry{ev: Event{Name: n, End: end, ServerWritesBefore: l.outs, At: at}, n: 1})
 	l.outs++
 }
 
@@ -213,17 +241,27 @@ func (l *ConnLog) recordIn(n xml.Name, end bool, off int64) {
 		ev.At = l.arrivals[i].at
 		l.arrivals = l.arrivals[i:]
 	}
-	// Insert before the Out event numbered ServerWritesBefore (0-based).
+	// Insert before the Out item numbered ServerWritesBefore (0-based),
+	// splitting the run that holds it.
 	pos, skip := len(l.events), l.outs-ev.ServerWritesBefore
 	for skip > 0 && pos > 0 {
-		pos--
-		if !l.events[pos].In {
-			skip--
+		e := &l.events[pos-1]
+		if e.ev.In {
+			pos--
+			continue
 		}
+		if e.n <= skip {
+			skip -= e.n
+			pos--
+			continue
+		}
+		tail := logEntry{ev: e.ev, n: skip}
+		tail.ev.ServerWritesBefore += e.n - skip
+		e.n -= skip
+		l.events = slices.Insert(l.events, pos, tail)
+		skip = 0
 	}
-	l.events = append(l.events, Event{})
-	copy(l.events[pos+1:], l.events[pos:])
-	l.events[pos] = ev
+	l.events = slices.Insert(l.events, pos, logEntry{ev: ev, n: 1})
 }
 
 // set runs f under the log's lock.

@@ -1,7 +1,7 @@
 package xmpptest
 
 import (
-	"sort"
+	"bytes"
 	"strconv"
 	"strings"
 	"time"
@@ -210,25 +210,26 @@ func (q *mamQuery) parseRSM(set *element, pageMax int) *stanzaError {
 // mamPage is the answer to a query.
 type mamPage struct {
 	msgs     []archived
-	count    int // size of the result set
-	index    int // position of msgs[0] in it
+	arena    arena // the archive's strings, as of the query (see arena)
+	count    int   // size of the result set
+	index    int   // position of msgs[0] in it
 	complete bool
 }
 
 // matches reports whether m passes the form's per-message filters.
-func (q *mamQuery) matches(m *archived, own string) bool {
+func (q *mamQuery) matches(ar arena, m *archived, own string) bool {
 	if q.with != "" {
 		switch {
 		case q.withFull:
-			if !strings.EqualFold(m.from, q.with) && !strings.EqualFold(m.to, q.with) {
+			if !bytes.EqualFold(ar.bytes(m.from), []byte(q.with)) && !bytes.EqualFold(ar.bytes(m.to), []byte(q.with)) {
 				return false
 			}
 		case q.with == own:
 			// Messages to self (XEP-0313 §filter-jid).
-			if m.Peer != own {
+			if !ar.is(m.peer, own) {
 				return false
 			}
-		case m.Peer != q.with:
+		case !ar.is(m.peer, q.with):
 			return false
 		}
 	}
@@ -238,7 +239,7 @@ func (q *mamQuery) matches(m *archived, own string) bool {
 	if !q.end.IsZero() && m.time().After(q.end) {
 		return false
 	}
-	if q.ids != nil && !q.ids[m.StanzaID] {
+	if q.ids != nil && !q.ids[string(ar.bytes(m.id))] {
 		return false
 	}
 	return true
@@ -250,9 +251,12 @@ func (s *Server) mamQuery(user string, q *mamQuery) (*mamPage, *stanzaError) {
 	defer s.mu.Unlock()
 	user = strings.ToLower(user)
 	a := s.archives[user]
-	var msgs []archived
+	var (
+		msgs []archived
+		ar   arena
+	)
 	if a != nil {
-		msgs = a.msgs
+		msgs, ar = a.msgs, a.arena
 	}
 	pos := func(id string) (int, *stanzaError) {
 		p, ok := a.pos(id)
@@ -283,33 +287,36 @@ func (s *Server) mamQuery(user string, q *mamQuery) (*mamPage, *stanzaError) {
 	}
 	// The result set, as positions in the archive.
 	own := user + "@" + s.domain
-	var set []int
-	for i := lo; i < hi; i++ {
-		if q.matches(&msgs[i], own) {
-			set = append(set, i)
+	set := resultSet{lo: lo, n: max(hi-lo, 0)}
+	if !q.unfiltered() {
+		set = resultSet{isList: true}
+		for i := lo; i < hi; i++ {
+			if q.matches(ar, &msgs[i], own) {
+				set.list = append(set.list, i)
+			}
 		}
 	}
 	// The page: [from, to) in set.
-	from, to, backward := 0, len(set), false
+	from, to, backward := 0, set.len(), false
 	if q.hasAfter {
 		p, se := pos(q.after)
 		if se != nil {
 			return nil, se
 		}
-		from = sort.SearchInts(set, p+1)
+		from = set.search(p + 1)
 	}
 	if q.hasBefore && q.before != "" {
 		p, se := pos(q.before)
 		if se != nil {
 			return nil, se
 		}
-		to = sort.SearchInts(set, p)
+		to = set.search(p)
 	}
 	switch {
 	case q.hasBefore && !q.hasAfter:
 		backward = true
 	case q.index >= 0 && !q.hasAfter:
-		from = min(q.index, len(set))
+		from = min(q.index, set.len())
 	}
 	to = max(to, from)
 	var complete bool
@@ -320,9 +327,9 @@ func (s *Server) mamQuery(user string, q *mamQuery) (*mamPage, *stanzaError) {
 		complete = to-from <= q.max
 		to = min(to, from+q.max)
 	}
-	page := &mamPage{count: len(set), index: from, complete: complete}
-	for _, i := range set[from:to] {
-		page.msgs = append(page.msgs, msgs[i])
+	page := &mamPage{count: set.len(), index: from, complete: complete, msgs: make([]archived, 0, to-from), arena: ar}
+	for j := from; j < to; j++ {
+		page.msgs = append(page.msgs, msgs[set.at(j)])
 	}
 	return page, nil
 }
@@ -340,32 +347,16 @@ func (c *conn) iqMAMQuery(iq, p *element) (*element, *stanzaError) {
 	if se != nil {
 		return nil, se
 	}
-	items := make([]queuedOut, 0, len(page.msgs))
-	for i := range page.msgs {
-		m := &page.msgs[i]
-		if q.flip {
-			m = &page.msgs[len(page.msgs)-1-i]
-		}
-		msg := newElement(nsClient, "message", "to", c.jid.String(), "from", iq.attrValue("to")).add(
-			newElement(nsMAM, "result", "queryid", q.queryID, "id", m.StanzaID).add(
-				newElement(nsForward, "forwarded").add(
-					newElement(nsDelay, "delay", "stamp", mamStamp(m.time())),
-					newElement(nsClient, "message", "from", m.from, "to", m.to, "type", m.typ, "id", m.msgID).add(
-						newElement(nsClient, "body").addText(m.Body)))))
-		items = append(items, queuedOut{msg.name, msg.appendXML(nil, nsClient)})
-	}
-	if len(items) > 0 {
-		if err := c.writeItems(items...); err != nil {
-			return nil, &stanzaError{typ: "wait", cond: "internal-server-error"}
-		}
+	if err := c.writeResults(iq, q, page); err != nil {
+		return nil, &stanzaError{typ: "wait", cond: "internal-server-error"}
 	}
 	set := newElement(nsRSM, "set")
 	if n := len(page.msgs); n > 0 {
-		first := newElement(nsRSM, "first").addText(page.msgs[0].StanzaID)
+		first := newElement(nsRSM, "first").addText(page.arena.str(page.msgs[0].id))
 		if !c.cfg.MAMNoCount {
 			first.setAttr("index", strconv.Itoa(page.index))
 		}
-		set.add(first, newElement(nsRSM, "last").addText(page.msgs[n-1].StanzaID))
+		set.add(first, newElement(nsRSM, "last").addText(page.arena.str(page.msgs[n-1].id)))
 	}
 	if !c.cfg.MAMNoCount {
 		set.add(newElement(nsRSM, "count").addText(strconv.Itoa(page.count)))
@@ -412,8 +403,8 @@ func (c *conn) iqMAMMetadata(iq, _ *element) (*element, *stanzaError) {
 	defer s.mu.Unlock()
 	if a := s.archives[strings.ToLower(c.user)]; a != nil && len(a.msgs) > 0 {
 		first, last := &a.msgs[0], &a.msgs[len(a.msgs)-1]
-		md.add(newElement(nsMAM, "start", "id", first.StanzaID, "timestamp", mamStamp(first.time())),
-			newElement(nsMAM, "end", "id", last.StanzaID, "timestamp", mamStamp(last.time())))
+		md.add(newElement(nsMAM, "start", "id", a.arena.str(first.id), "timestamp", mamStamp(first.time())),
+			newElement(nsMAM, "end", "id", a.arena.str(last.id), "timestamp", mamStamp(last.time())))
 	}
 	return md, nil
 }
