@@ -39,12 +39,12 @@ func TestIntegrationProbeProsody(t *testing.T) {
 			t.Fatalf("probe %d: exit %d: %s", i, code, stderr.String())
 		}
 		var got struct {
-			JID        string             `json:"jid"`
-			Path       string             `json:"path"`
-			Features   string             `json:"features"`
-			Mechanism  string             `json:"mechanism"`
-			RoundTrips int                `json:"round_trips"`
-			FAST       bool               `json:"fast"`
+			JID        string `json:"jid"`
+			Path       string `json:"path"`
+			Features   string `json:"features"`
+			Mechanism  string `json:"mechanism"`
+			RoundTrips int    `json:"round_trips"`
+			FAST       bool   `json:"fast"`
 			Issued     *struct {
 				Mechanism string `json:"mechanism"`
 			} `json:"fast_issued"`
