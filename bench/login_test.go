@@ -18,7 +18,7 @@ import (
 )
 
 // BenchmarkLogin logs in to the in-process server through the emulated
-// path with pipebind (warm PLAIN, classic) and go-xmpp (PLAIN), the Go
+// path with pipebind (warm FAST, warm PLAIN, classic) and go-xmpp (PLAIN), the Go
 // benchmark form of "pipebind bench" (which runs each client in its own
 // process, adds Prosody, the floor and the storm, and is what BENCHMARKS.md
 // reports). RTs/op are counted on the proxy (flights − 1 for TLS 1.3).
@@ -55,7 +55,10 @@ func BenchmarkLogin(b *testing.B) {
 			}
 			b.ReportMetric(float64(flights-conns)/float64(b.N), "RTs/op")
 		}
-		pb := func(path login.Path) func(b *testing.B) {
+		// pb is a pipebind client with a warm cache. With fast, the warm-up
+		// login gets a FAST token and every timed login must use it;
+		// without, NoFAST (FAST is on by default with a cache).
+		pb := func(path login.Path, fast bool) func(b *testing.B) {
 			return func(b *testing.B) {
 				db, err := cache.Open(context.Background(), filepath.Join(b.TempDir(), "cache.db"))
 				if err != nil {
@@ -64,18 +67,24 @@ func BenchmarkLogin(b *testing.B) {
 				defer db.Close()
 				cfg := client.Config{JID: jid.MustParse("alice@localhost"), Password: "alice-pw-1", Addr: px.Addr(),
 					TLS: client.TLSDirect, TLSConfig: srv.TLSConfig(), Cache: db, Path: path, Mechanisms: []string{"PLAIN"},
-					NoSync: true, NoPresence: true}
+					NoSync: true, NoPresence: true, NoFAST: !fast}
+				logins := 0
 				measure(b, func() (func(), error) {
 					c, err := client.Dial(context.Background(), cfg)
 					if err != nil {
 						return nil, err
 					}
+					if logins++; fast && logins > 1 && !c.Info().FAST {
+						c.Close()
+						return nil, fmt.Errorf("login %d used %s, not the FAST token", logins, c.Info().Mechanism)
+					}
 					return func() { c.Close() }, nil
 				})
 			}
 		}
-		b.Run(fmt.Sprintf("rtt=%v/pipebind-warm-plain", rtt), pb(login.PathSASL2))
-		b.Run(fmt.Sprintf("rtt=%v/pipebind-classic", rtt), pb(login.PathClassic))
+		b.Run(fmt.Sprintf("rtt=%v/pipebind-warm-fast", rtt), pb(login.PathSASL2, true))
+		b.Run(fmt.Sprintf("rtt=%v/pipebind-warm-plain", rtt), pb(login.PathSASL2, false))
+		b.Run(fmt.Sprintf("rtt=%v/pipebind-classic", rtt), pb(login.PathClassic, false))
 		b.Run(fmt.Sprintf("rtt=%v/goxmpp-plain", rtt), func(b *testing.B) {
 			tc := srv.TLSConfig()
 			tc.NextProtos = []string{"xmpp-client"}

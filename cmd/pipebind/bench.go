@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -45,11 +46,10 @@ var (
 	inOnly   = []string{"inproc"}
 )
 
-// benchClients lists the rows in display order. FAST and cached SCRAM
-// keys are not implemented in pipebind yet; their rows are reserved.
+// benchClients lists the rows in display order.
 var benchClients = []benchClient{
 	{name: "floor", servers: both},
-	{name: "pipebind-warm-fast", pending: "FAST tokens not implemented yet", servers: both},
+	{name: "pipebind-warm-fast", servers: both},
 	{name: "pipebind-warm-plain", servers: both},
 	{name: "pipebind-warm-scram", servers: both},
 	{name: "pipebind-cold", servers: both},
@@ -83,39 +83,50 @@ type benchRow struct {
 	Allocs     float64 `json:"allocs"`
 	AllocKB    float64 `json:"alloc_kb"`
 	ClientRT   float64 `json:"client_reported_round_trips,omitempty"`
-	Path       string  `json:"path,omitempty"`
-	Mechanism  string  `json:"mechanism,omitempty"`
-	TLS        string  `json:"tls,omitempty"`
-	VsFloor    float64 `json:"vs_floor,omitempty"`
+	// CacheMS: pipebind's cache read before connecting (Timings.Cache).
+	CacheMS   float64 `json:"cache_ms,omitempty"`
+	Path      string  `json:"path,omitempty"`
+	Mechanism string  `json:"mechanism,omitempty"`
+	TLS       string  `json:"tls,omitempty"`
+	VsFloor   float64 `json:"vs_floor,omitempty"`
 
 	ns                             []int64
 	rts, fl, cn, up, down, cpu, al []float64
-	alb, crt                       []float64
+	alb, crt, cache                []float64
 }
 
+// stormResult reports the reconnect storm (every bot has logged in before:
+// its pin and FAST token are cached) and, in First, the first logins of
+// the same bots, all at once too.
 type stormResult struct {
-	N            int     `json:"n"`
-	RTTms        float64 `json:"rtt_ms"`
-	OK           int     `json:"ok"`
-	Failed       int     `json:"failed"`
-	FirstErr     string  `json:"first_err,omitempty"`
-	P50MS        float64 `json:"p50_ms"`
-	P99MS        float64 `json:"p99_ms"`
-	MaxMS        float64 `json:"max_ms"`
-	WallMS       float64 `json:"wall_ms"`
+	N     int        `json:"n"`
+	RTTms float64    `json:"rtt_ms"`
+	First stormStats `json:"first_logins"`
+	stormStats
+	// FAST counts the reconnect's logins that used a FAST token.
+	FAST         int     `json:"fast"`
 	PeakRSSMiB   float64 `json:"client_peak_rss_mib"`
 	PerSessionKB float64 `json:"client_kib_per_idle_session"`
-	Goroutines   int     `json:"client_goroutines"`
+	// StackPerSessionKB is the goroutine-stack part of PerSessionKB.
+	StackPerSessionKB float64 `json:"client_stack_kib_per_idle_session"`
+	Goroutines        int     `json:"client_goroutines"`
+	// HeapTop is "go tool pprof -top -sample_index=inuse_space" of the
+	// idle storm process (-storm-profile).
+	HeapTop string `json:"heap_top,omitempty"`
 }
 
 type benchReport struct {
-	Command string       `json:"command"`
-	Date    string       `json:"date"`
-	Machine machineInfo  `json:"machine"`
-	Rows    []*benchRow  `json:"rows"`
-	Ratios  []ratioRow   `json:"ratios"`
-	Storm   *stormResult `json:"storm,omitempty"`
-	Notes   []string     `json:"notes,omitempty"`
+	Command string         `json:"command"`
+	Date    string         `json:"date"`
+	Machine machineInfo    `json:"machine"`
+	Rows    []*benchRow    `json:"rows"`
+	Ratios  []ratioRow     `json:"ratios"`
+	Storm   *stormResult   `json:"storm,omitempty"`
+	Catchup *catchupResult `json:"catchup,omitempty"`
+	Profile *profileResult `json:"profile,omitempty"`
+	// ServerCosts: Prosody's time for each kind of first flight after TLS.
+	ServerCosts []*serverCost `json:"prosody_first_flight,omitempty"`
+	Notes       []string      `json:"notes,omitempty"`
 }
 
 type machineInfo struct {
@@ -138,7 +149,25 @@ type ratioRow struct {
 	VsMellium      float64 `json:"mellium_classic_over_pipebind,omitempty"`
 	VsClassicOwn   float64 `json:"pipebind_classic_over_pipebind,omitempty"`
 	PipebindClient string  `json:"pipebind_client"`
+	// PerRow: the same ratios for every pipebind row of the group.
+	PerRow []rowRatio `json:"per_row,omitempty"`
 }
+
+// rowRatio compares one pipebind row with the floor and the peers.
+type rowRatio struct {
+	Client        string  `json:"client"`
+	MedianMS      float64 `json:"median_ms"`
+	RoundTrips    float64 `json:"round_trips"`
+	VsFloor       float64 `json:"vs_floor,omitempty"`
+	VsGoxmppBest  float64 `json:"goxmpp_best_over_row,omitempty"`
+	VsGoxmppSCRAM float64 `json:"goxmpp_scram_over_row,omitempty"`
+	VsMellium     float64 `json:"mellium_classic_over_row,omitempty"`
+}
+
+// warmRows are the rows that can be "pipebind warm" (issue 6: FAST or
+// PLAIN, one round trip after TLS); the headline is the faster of the two
+// in each group, and the per-row ratios show both.
+var warmRows = []string{"pipebind-warm-fast", "pipebind-warm-plain"}
 
 type benchOpts struct {
 	n, warmup   int
@@ -151,6 +180,13 @@ type benchOpts struct {
 	only        []string
 	storm       int
 	stormRTT    time.Duration
+	catchup     int
+	catchupRuns int
+	catchupRTT  time.Duration
+	serverCost  int
+	profile     string
+	profileN    int
+	stormHeap   string
 	timeout     time.Duration
 	jsonOut     bool
 	markdown    string
@@ -175,6 +211,13 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&only, "clients", "", "comma-separated client kinds to run (default all)")
 	fs.IntVar(&o.storm, "storm", 0, "reconnect storm: this many concurrent bot logins to the in-process server (0: skip)")
 	fs.DurationVar(&o.stormRTT, "storm-rtt", 50*time.Millisecond, "RTT of the storm")
+	fs.IntVar(&o.catchup, "catchup", 0, "MAM catch-up: archive this many messages in a Prosody of its own (needs -prosody) and time pipebind's sync against Prosody's own serving time (0: skip)")
+	fs.IntVar(&o.catchupRuns, "catchup-runs", 3, "timed passes of each catch-up client")
+	fs.DurationVar(&o.catchupRTT, "catchup-rtt", 0, "emulated RTT of the catch-up (0: straight to Prosody)")
+	fs.IntVar(&o.serverCost, "server-cost", 40, "with -prosody: time Prosody's answer to each kind of first flight this many times, straight to it (0: skip)")
+	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of the pipebind-warm-fast peer process to this file: -profile-n FAST logins (and closes) straight to the server, no proxy (Prosody with -prosody, else the in-process server)")
+	fs.IntVar(&o.profileN, "profile-n", 1000, "logins of -profile")
+	fs.StringVar(&o.stormHeap, "storm-profile", "", "write a heap profile of the storm's client process, every session logged in and idle, to this file")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "per-login timeout")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON object instead of the table")
 	fs.StringVar(&o.markdown, "markdown", "", "also write the report as Markdown to this file (BENCHMARKS.md)")
@@ -184,6 +227,8 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.peer.Domain, "domain", "", "internal (-peer): XMPP domain")
 	fs.StringVar(&o.peer.CAFile, "ca", "", "internal (-peer): CA PEM file")
 	fs.StringVar(&o.peer.User, "user", "", "internal (-peer): localpart")
+	fs.StringVar(&o.peer.CPUProfile, "cpuprofile", "", "internal (-peer): write a CPU profile of the logins after the first to this file")
+	fs.StringVar(&o.peer.HeapProfile, "heapprofile", "", "internal (-peer): write a heap profile of the idle storm to this file")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -216,9 +261,22 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.n < 1 {
 		return errors.New("-n must be at least 1")
 	}
+	if o.catchup > 0 && !o.prosody {
+		return errors.New("-catchup needs -prosody")
+	}
+	if o.catchupRuns < 1 {
+		return errors.New("-catchup-runs must be at least 1")
+	}
+	if o.profile != "" && o.profileN < 1 {
+		return errors.New("-profile-n must be at least 1")
+	}
+	// The command as it reads in the report: temporary paths by their
+	// base names.
 	o.command = "pipebind bench " + strings.Join(args, " ")
-	if o.goxmpp != "" {
-		o.command = strings.ReplaceAll(o.command, o.goxmpp, filepath.Base(o.goxmpp))
+	for _, f := range []string{o.goxmpp, o.profile, o.stormHeap} {
+		if f != "" {
+			o.command = strings.ReplaceAll(o.command, f, filepath.Base(f))
+		}
 	}
 	rep, err := runBench(ctx, o, stderr)
 	if err != nil {
@@ -240,10 +298,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // peerProc is a running peer (a process, or a goroutine with -inprocess-peers).
 type peerProc struct {
-	kind string
-	in   io.WriteCloser
-	dec  *json.Decoder
-	wait func() error
+	kind     string
+	in       io.WriteCloser
+	dec      *json.Decoder
+	wait     func() error
+	stopOnce sync.Once
 }
 
 func (p *peerProc) call(cmd string) (peerReply, error) {
@@ -257,9 +316,13 @@ func (p *peerProc) call(cmd string) (peerReply, error) {
 	return r, nil
 }
 
+// stop ends the peer's input and waits for it to exit; later calls do
+// nothing.
 func (p *peerProc) stop() {
-	p.in.Close()
-	_ = p.wait()
+	p.stopOnce.Do(func() {
+		p.in.Close()
+		_ = p.wait()
+	})
 }
 
 type benchTarget struct {
@@ -267,7 +330,15 @@ type benchTarget struct {
 }
 
 func startPeer(ctx context.Context, o benchOpts, kind string, goxmpp bool, addr string, t benchTarget, stderr io.Writer) (*peerProc, error) {
-	pc := peerConfig{Kind: kind, Addr: addr, Domain: t.domain, CAFile: t.caFile, User: t.user, Password: t.password, Timeout: o.timeout}
+	return startPeerProfiled(ctx, o, kind, goxmpp, addr, t, "", "", stderr)
+}
+
+// startPeerProfiled is startPeer; a pipebind peer with a non-empty
+// cpuProfile writes a CPU profile of its logins after the first to it, one
+// with a non-empty heapProfile a heap profile of its idle storm.
+func startPeerProfiled(ctx context.Context, o benchOpts, kind string, goxmpp bool, addr string, t benchTarget, cpuProfile, heapProfile string, stderr io.Writer) (*peerProc, error) {
+	pc := peerConfig{Kind: kind, Addr: addr, Domain: t.domain, CAFile: t.caFile, User: t.user, Password: t.password, Timeout: o.timeout,
+		CPUProfile: cpuProfile, HeapProfile: heapProfile}
 	if o.inprocPeers && !goxmpp {
 		inR, inW := io.Pipe()
 		outR, outW := io.Pipe()
@@ -290,6 +361,12 @@ func startPeer(ctx context.Context, o benchOpts, kind string, goxmpp bool, addr 
 		argv = []string{exe, "bench"}
 	}
 	argv = append(argv, "-peer", kind, "-addr", addr, "-domain", t.domain, "-ca", t.caFile, "-user", t.user, "-timeout", o.timeout.String())
+	if cpuProfile != "" {
+		argv = append(argv, "-cpuprofile", cpuProfile)
+	}
+	if heapProfile != "" {
+		argv = append(argv, "-heapprofile", heapProfile)
+	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), benchPasswordEnv+"="+t.password)
 	cmd.Stderr = stderr
@@ -394,12 +471,34 @@ func runBench(ctx context.Context, o benchOpts, logw io.Writer) (*benchReport, e
 		}
 	}
 	rep.Ratios = ratios(rep.Rows)
+	for _, srv := range servers {
+		if srv.name == "prosody" && o.serverCost > 0 {
+			fmt.Fprintln(logw, "bench: Prosody's time for each first flight")
+			if rep.ServerCosts, err = serverCosts(ctx, o.serverCost, srv.addr, srv.target); err != nil {
+				return nil, fmt.Errorf("server cost: %w", err)
+			}
+		}
+	}
+	if o.profile != "" && len(servers) > 0 {
+		srv := servers[0] // Prosody when it runs
+		fmt.Fprintf(logw, "bench: CPU profile of %d pipebind-warm-fast logins to %s\n", o.profileN, srv.name)
+		if rep.Profile, err = profileLogins(ctx, o, srv.name, srv.addr, srv.target, logw); err != nil {
+			return nil, fmt.Errorf("profile: %w", err)
+		}
+	}
 	if o.storm > 0 {
 		st, err := runStorm(ctx, o, tmp, logw)
 		if err != nil {
 			return nil, err
 		}
 		rep.Storm = st
+	}
+	if o.catchup > 0 {
+		cu, err := runCatchup(ctx, o, tmp, logw)
+		if err != nil {
+			return nil, err
+		}
+		rep.Catchup = cu
 	}
 	return rep, nil
 }
@@ -454,7 +553,7 @@ func benchGroup(ctx context.Context, o benchOpts, server string, rtt time.Durati
 			var st netem.Stats
 			var conns int
 			if r.Err == "" {
-				st, conns = l.px.StatsSinceBefore(n0, time.Unix(0, r.DoneUnixNS))
+				st, conns = answeredStats(l.px, n0, time.Unix(0, r.DoneUnixNS))
 			}
 			if _, err := l.p.call("close"); err != nil {
 				return nil, err
@@ -485,6 +584,38 @@ func benchGroup(ctx context.Context, o benchOpts, server string, rtt time.Durati
 	return rows, nil
 }
 
+// answeredStats is netem's StatsSinceBefore(n0, until) with one change: a
+// connection's last flight counts only if server bytes followed it before
+// until. A write the client does not wait for (the initial presence every
+// XMPP row writes before its login call returns) is not a round trip, and
+// whether the proxy read it before the client took its end time is a race.
+func answeredStats(px *netem.Proxy, n0 int, until time.Time) (netem.Stats, int) {
+	cs := px.Conns()
+	n0 = min(n0, len(cs))
+	var sum netem.Stats
+	for _, c := range cs[n0:] {
+		st := c.StatsBefore(until)
+		if st.Flights > 0 {
+			// The last flight's start is the latest t with one flight
+			// fewer before it: StatsBefore counts reads strictly before t.
+			lo, hi := c.Accepted.Add(-time.Second), until
+			for hi.Sub(lo) > time.Nanosecond {
+				mid := lo.Add(hi.Sub(lo) / 2)
+				if c.StatsBefore(mid).Flights == st.Flights {
+					hi = mid
+				} else {
+					lo = mid
+				}
+			}
+			if c.StatsBefore(hi).BytesDown == st.BytesDown {
+				st.Flights-- // nothing came back before the end
+			}
+		}
+		sum = sum.Add(st)
+	}
+	return sum, len(cs) - n0
+}
+
 func (r *benchRow) add(p peerReply, st netem.Stats, conns int) {
 	r.N++
 	if p.Err != "" {
@@ -508,6 +639,7 @@ func (r *benchRow) add(p peerReply, st netem.Stats, conns int) {
 	r.al = append(r.al, float64(p.Allocs))
 	r.alb = append(r.alb, float64(p.AllocBytes)/1024)
 	r.crt = append(r.crt, float64(p.ClientRT))
+	r.cache = append(r.cache, float64(p.CacheNS)/1e6)
 	r.Path, r.Mechanism, r.TLS = p.Path, p.Mechanism, p.TLS
 }
 
@@ -520,6 +652,7 @@ func (r *benchRow) finish() {
 	r.RoundTrips, r.Flights, r.Conns = median(r.rts), median(r.fl), median(r.cn)
 	r.BytesUp, r.BytesDown = median(r.up), median(r.down)
 	r.CPUms, r.Allocs, r.AllocKB, r.ClientRT = median(r.cpu), median(r.al), median(r.alb), median(r.crt)
+	r.CacheMS = median(r.cache)
 }
 
 func median(v []float64) float64 {
@@ -560,8 +693,7 @@ func ratios(rows []*benchRow) []ratioRow {
 			return 0
 		}
 		rr := ratioRow{Server: k.s, RTTms: k.r, FloorMS: get("floor")}
-		// The best warm pipebind row (FAST once it exists).
-		for _, name := range []string{"pipebind-warm-fast", "pipebind-warm-plain"} {
+		for _, name := range warmRows {
 			if v := get(name); v > 0 && (rr.PipebindMS == 0 || v < rr.PipebindMS) {
 				rr.PipebindMS, rr.PipebindClient = v, name
 			}
@@ -569,14 +701,11 @@ func ratios(rows []*benchRow) []ratioRow {
 		if rr.PipebindMS == 0 {
 			continue
 		}
-		div := func(v float64) float64 {
-			if v == 0 {
+		over := func(v, base float64) float64 {
+			if v == 0 || base == 0 {
 				return 0
 			}
-			return v / rr.PipebindMS
-		}
-		if rr.FloorMS > 0 {
-			rr.VsFloor = rr.PipebindMS / rr.FloorMS
+			return v / base
 		}
 		var best float64
 		for _, name := range []string{"goxmpp-fast", "goxmpp-plain", "goxmpp-scram"} {
@@ -584,13 +713,110 @@ func ratios(rows []*benchRow) []ratioRow {
 				best, rr.GoxmppBest = v, name
 			}
 		}
-		rr.VsGoxmppBest = div(best)
-		rr.VsGoxmppSCRAM = div(get("goxmpp-scram"))
-		rr.VsMellium = div(get("mellium-classic"))
-		rr.VsClassicOwn = div(get("pipebind-classic"))
+		scram, mellium := get("goxmpp-scram"), get("mellium-classic")
+		rr.VsFloor = over(rr.PipebindMS, rr.FloorMS)
+		rr.VsGoxmppBest = over(best, rr.PipebindMS)
+		rr.VsGoxmppSCRAM = over(scram, rr.PipebindMS)
+		rr.VsMellium = over(mellium, rr.PipebindMS)
+		rr.VsClassicOwn = over(get("pipebind-classic"), rr.PipebindMS)
+		for _, r := range groups[k] {
+			if !strings.HasPrefix(r.Client, "pipebind-") || r.Failed != 0 || r.MedianMS == 0 {
+				continue
+			}
+			rr.PerRow = append(rr.PerRow, rowRatio{Client: r.Client, MedianMS: r.MedianMS, RoundTrips: r.RoundTrips,
+				VsFloor: over(r.MedianMS, rr.FloorMS), VsGoxmppBest: over(best, r.MedianMS),
+				VsGoxmppSCRAM: over(scram, r.MedianMS), VsMellium: over(mellium, r.MedianMS)})
+		}
 		out = append(out, rr)
 	}
 	return out
+}
+
+// profileResult describes the CPU profile of -profile.
+type profileResult struct {
+	File   string  `json:"file"`
+	Server string  `json:"server"`
+	Logins int     `json:"logins"`
+	CPUms  float64 `json:"cpu_ms_per_login"` // median, as the peer measured it
+	MS     float64 `json:"median_ms"`
+	// Top is "go tool pprof -top" of the profile; empty when the Go
+	// toolchain is not at hand.
+	Top string `json:"top,omitempty"`
+}
+
+// profileLogins runs the pipebind-warm-fast peer with a CPU profile
+// straight to the server (no proxy: the profile is of CPU, not waiting):
+// one untimed login, then o.profileN logins and closes.
+func profileLogins(ctx context.Context, o benchOpts, server, addr string, t benchTarget, logw io.Writer) (*profileResult, error) {
+	file, err := filepath.Abs(o.profile)
+	if err != nil {
+		return nil, err
+	}
+	p, err := startPeerProfiled(ctx, o, "pipebind-warm-fast", false, addr, t, file, "", logw)
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	var ns []int64
+	var cpu []float64
+	for i := range o.profileN + 1 {
+		r, err := p.call("login")
+		if err != nil {
+			return nil, err
+		}
+		if r.Err != "" {
+			return nil, fmt.Errorf("login %d: %s", i, r.Err)
+		}
+		if _, err := p.call("close"); err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			ns = append(ns, r.NS)
+			cpu = append(cpu, float64(r.CPUNS)/1e6)
+		}
+	}
+	p.stop() // the peer writes the profile when its input ends
+	res := &profileResult{File: o.profile, Server: server, Logins: o.profileN, CPUms: median(cpu), MS: ms(percentile(ns, 0.5))}
+	if !o.inprocPeers {
+		res.Top = pprofTop(ctx, file, logw, "-cum", "-nodecount=45", `-hide=^main\.|^runtime\.main$`)
+	}
+	return res, nil
+}
+
+// pprofTop is "go tool pprof -top" of a profile this binary wrote, or
+// empty when the Go toolchain is not at hand.
+func pprofTop(ctx context.Context, file string, logw io.Writer, args ...string) string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	argv := append([]string{"tool", "pprof", "-top"}, args...)
+	out, err := exec.CommandContext(ctx, "go", append(argv, exe, file)...).Output()
+	if err != nil {
+		fmt.Fprintf(logw, "bench: go tool pprof: %v\n", err)
+		return ""
+	}
+	return string(out)
+}
+
+// stormStats summarizes one round of the storm.
+type stormStats struct {
+	OK int `json:"ok"`
+	// AfterP50MS: Dial's time after the login itself (recording it in the
+	// cache, starting the session), median.
+	AfterP50MS float64 `json:"after_login_p50_ms"`
+	Failed     int     `json:"failed"`
+	FirstErr   string  `json:"first_err,omitempty"`
+	P50MS      float64 `json:"p50_ms"`
+	P99MS      float64 `json:"p99_ms"`
+	MaxMS      float64 `json:"max_ms"`
+	WallMS     float64 `json:"wall_ms"`
+}
+
+func roundStats(r stormRound) stormStats {
+	return stormStats{OK: len(r.LoginNS), AfterP50MS: ms(percentile(r.AfterNS, 0.5)), Failed: r.Failed, FirstErr: r.FirstErr,
+		P50MS: ms(percentile(r.LoginNS, 0.5)), P99MS: ms(percentile(r.LoginNS, 0.99)), MaxMS: ms(percentile(r.LoginNS, 1)),
+		WallMS: float64(r.WallNS) / 1e6}
 }
 
 func runStorm(ctx context.Context, o benchOpts, tmp string, logw io.Writer) (*stormResult, error) {
@@ -610,7 +836,13 @@ func runStorm(ctx context.Context, o benchOpts, tmp string, logw io.Writer) (*st
 	}
 	defer px.Close()
 	fmt.Fprintf(logw, "bench: storm of %d logins at RTT %v\n", o.storm, o.stormRTT)
-	p, err := startPeer(ctx, o, "storm", false, px.Addr(), benchTarget{srv.Domain(), ca, "bot", "bot-pw"}, logw)
+	heap := ""
+	if o.stormHeap != "" {
+		if heap, err = filepath.Abs(o.stormHeap); err != nil {
+			return nil, err
+		}
+	}
+	p, err := startPeerProfiled(ctx, o, "storm", false, px.Addr(), benchTarget{srv.Domain(), ca, "bot", "bot-pw"}, "", heap, logw)
 	if err != nil {
 		return nil, err
 	}
@@ -626,11 +858,16 @@ func runStorm(ctx context.Context, o benchOpts, tmp string, logw io.Writer) (*st
 		return nil, err
 	}
 	s := r.Storm
-	res := &stormResult{N: o.storm, RTTms: ms(o.stormRTT), OK: len(s.LoginNS), Failed: s.Failed, FirstErr: s.FirstErr,
-		P50MS: ms(percentile(s.LoginNS, 0.5)), P99MS: ms(percentile(s.LoginNS, 0.99)), MaxMS: ms(percentile(s.LoginNS, 1)),
-		WallMS: float64(s.WallNS) / 1e6, PeakRSSMiB: float64(s.MaxRSS) / (1 << 20), Goroutines: s.Goroutines}
+	res := &stormResult{N: o.storm, RTTms: ms(o.stormRTT), First: roundStats(s.First), stormStats: roundStats(s.stormRound), FAST: s.FAST,
+		PeakRSSMiB: float64(s.MaxRSS) / (1 << 20), Goroutines: s.Goroutines}
 	if res.OK > 0 && s.IdleBytes > s.BaseBytes {
 		res.PerSessionKB = float64(s.IdleBytes-s.BaseBytes) / float64(res.OK) / 1024
+		if s.IdleStack > s.BaseStack {
+			res.StackPerSessionKB = float64(s.IdleStack-s.BaseStack) / float64(res.OK) / 1024
+		}
+	}
+	if heap != "" && !o.inprocPeers {
+		res.HeapTop = pprofTop(ctx, heap, logw, "-sample_index=inuse_space", "-nodecount=25")
 	}
 	return res, nil
 }

@@ -9,8 +9,9 @@ package main
 //
 //	login     log in once; the reply carries the measurement
 //	close     close the session of the last login
-//	storm N   log in N bots (USER0 ... USER{N-1}) at once and keep them idle
-//	          (reply: stormReply); "close" closes them all
+//	storm N   log in N bots (USER0 ... USER{N-1}) at once, close them, log
+//	          them in at once again and keep them idle (reply: stormReply);
+//	          "close" closes them all
 //
 // The go-xmpp peer of the nested module bench/ (bench/cmd/goxmpp-peer)
 // speaks the same protocol, which keeps go-xmpp out of this module.
@@ -29,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,6 +57,12 @@ type peerConfig struct {
 	User     string
 	Password string
 	Timeout  time.Duration
+	// CPUProfile, when set, is the file a CPU profile of the logins after
+	// the first (and their closes) is written to when the peer ends.
+	CPUProfile string
+	// HeapProfile, when set, is the file a heap profile of the idle storm
+	// (every session logged in) is written to.
+	HeapProfile string
 }
 
 const benchPasswordEnv = "PIPEBIND_BENCH_PASSWORD"
@@ -65,56 +73,89 @@ type peerReply struct {
 	// Login: wall time of the login, when it ended (Unix ns, for the
 	// proxy's counters), the peer process's CPU time and allocations
 	// during it, and what the client reports.
-	NS         int64  `json:"ns,omitempty"`
-	DoneUnixNS int64  `json:"done_unix_ns,omitempty"`
-	CPUNS      int64  `json:"cpu_ns,omitempty"`
-	Allocs     uint64 `json:"allocs,omitempty"`
-	AllocBytes uint64 `json:"alloc_bytes,omitempty"`
-	Path       string `json:"path,omitempty"`
-	Mechanism  string `json:"mechanism,omitempty"`
-	ClientRT   int    `json:"client_rt,omitempty"`
-	TLS        string `json:"tls,omitempty"`
+	NS         int64 `json:"ns,omitempty"`
+	DoneUnixNS int64 `json:"done_unix_ns,omitempty"`
+	// AnsweredUnixNS, when set, is when the client had handled the login's
+	// last answer, before the writes that need no answer (the initial
+	// presence): the proxy counts round trips up to it, not up to done.
+	AnsweredUnixNS int64  `json:"answered_unix_ns,omitempty"`
+	CPUNS          int64  `json:"cpu_ns,omitempty"`
+	Allocs         uint64 `json:"allocs,omitempty"`
+	AllocBytes     uint64 `json:"alloc_bytes,omitempty"`
+	Path           string `json:"path,omitempty"`
+	Mechanism      string `json:"mechanism,omitempty"`
+	ClientRT       int    `json:"client_rt,omitempty"`
+	TLS            string `json:"tls,omitempty"`
+	// CacheNS is pipebind's Info().Timings.Cache: reading the cache
+	// before connecting.
+	CacheNS int64 `json:"cache_ns,omitempty"`
 
 	Storm *stormReply `json:"storm,omitempty"`
 }
 
-// stormReply reports a storm of concurrent logins.
+// stormReply reports a storm: every bot's first login, all at once (First),
+// then, once they are closed, all of them again at once (the reconnect:
+// the fields below).
 type stormReply struct {
-	LoginNS  []int64 `json:"login_ns"`
+	First stormRound `json:"first"`
+	stormRound
+	// FAST counts the reconnect's logins that used a FAST token.
+	FAST int `json:"fast"`
+	// BaseBytes and IdleBytes are HeapInuse+StackInuse after a GC, before
+	// the reconnect and with every session logged in and idle.
+	BaseBytes uint64 `json:"base_bytes"`
+	IdleBytes uint64 `json:"idle_bytes"`
+	// BaseStack and IdleStack are the StackInuse parts of the two.
+	BaseStack  uint64 `json:"base_stack_bytes"`
+	IdleStack  uint64 `json:"idle_stack_bytes"`
+	MaxRSS     int64  `json:"max_rss_bytes"`
+	Goroutines int    `json:"goroutines"`
+}
+
+// stormRound is one round of concurrent logins.
+type stormRound struct {
+	LoginNS []int64 `json:"login_ns"` // the successful logins'
+	// AfterNS: Dial's time after the login itself (Info().Timings.Total):
+	// recording the login in the cache and starting the session.
+	AfterNS  []int64 `json:"after_ns"`
 	Failed   int     `json:"failed"`
 	FirstErr string  `json:"first_err,omitempty"`
 	WallNS   int64   `json:"wall_ns"`
-	// BaseBytes and IdleBytes are HeapInuse+StackInuse after a GC, before
-	// the storm and with every session logged in and idle.
-	BaseBytes  uint64 `json:"base_bytes"`
-	IdleBytes  uint64 `json:"idle_bytes"`
-	MaxRSS     int64  `json:"max_rss_bytes"`
-	Goroutines int    `json:"goroutines"`
 }
 
 // loginInfo is what a client reports about a login.
 type loginInfo struct {
 	path, mech, tls string
 	rt              int
+	cache           time.Duration // pipebind: Info().Timings.Cache
 }
 
 // peerClient logs in and out, one session at a time.
 type peerClient interface {
 	login(ctx context.Context) (loginInfo, error)
+	// close ends the session of the last login.
 	close() error
+	// shutdown ends the session and releases what the client holds (its
+	// cache): the peer is done.
+	shutdown()
 }
 
-// pipebindKinds maps a pipebind client kind to its configuration.
+// pipebindKinds maps a pipebind client kind to its configuration. Every
+// row but pipebind-warm-fast sets client.Config.NoFAST: with a cache, Dial
+// would otherwise request a FAST token on the first password login and use
+// it on the next ones, and the row would no longer measure its mechanism.
 var pipebindKinds = map[string]struct {
 	path  login.Path
 	mechs []string
 	cache bool
+	fast  bool // FAST on: the cache is primed with a token, every login must use it
 }{
-	"pipebind-warm-plain":  {login.PathSASL2, []string{"PLAIN"}, true},
-	"pipebind-warm-scram":  {login.PathSASL2, []string{"SCRAM-SHA-256", "SCRAM-SHA-1"}, true},
-	"pipebind-cold":        {login.PathSASL2, []string{"PLAIN"}, false},
-	"pipebind-bind2-draft": {login.PathBind2Draft, []string{"PLAIN"}, true},
-	"pipebind-classic":     {login.PathClassic, []string{"PLAIN"}, true},
+	"pipebind-warm-fast":   {login.PathSASL2, []string{"PLAIN"}, true, true},
+	"pipebind-warm-plain":  {login.PathSASL2, []string{"PLAIN"}, true, false},
+	"pipebind-warm-scram":  {login.PathSASL2, []string{"SCRAM-SHA-256", "SCRAM-SHA-1"}, true, false},
+	"pipebind-cold":        {login.PathSASL2, []string{"PLAIN"}, false, false},
+	"pipebind-bind2-draft": {login.PathBind2Draft, []string{"PLAIN"}, true, false},
+	"pipebind-classic":     {login.PathClassic, []string{"PLAIN"}, true, false},
 }
 
 func tlsConfigFromCA(file, domain string) (*tls.Config, error) {
@@ -139,7 +180,19 @@ func newPeerClient(ctx context.Context, pc peerConfig, tmp string) (peerClient, 
 		if err != nil {
 			return nil, err
 		}
-		return &pbPeer{cfg: cfg}, nil
+		cfg.NoFAST = !k.fast
+		// Like go-xmpp's NewClient (and mellium's peer below), Dial ends
+		// with the initial presence written: the default, what an
+		// application gets.
+		cfg.NoPresence = false
+		p := &pbPeer{cfg: cfg, wantFAST: k.fast}
+		if k.fast {
+			if err := p.prime(ctx); err != nil {
+				p.shutdown()
+				return nil, err
+			}
+		}
+		return p, nil
 	}
 	switch pc.Kind {
 	case "mellium-classic":
@@ -150,6 +203,9 @@ func newPeerClient(ctx context.Context, pc peerConfig, tmp string) (peerClient, 
 	return nil, fmt.Errorf("unknown client kind %q", pc.Kind)
 }
 
+// pipebindConfig is the configuration of a pipebind bench client. With
+// withCache it opens a cache in tmp as cfg.Cache: client.Client.Close does
+// not close a cache passed in, so the caller closes cfg.Cache when done.
 func pipebindConfig(ctx context.Context, pc peerConfig, tlsCfg *tls.Config, tmp string, path login.Path, mechs []string, withCache bool) (client.Config, error) {
 	cfg := client.Config{
 		JID:        jid.MustParse(pc.User + "@" + pc.Domain),
@@ -174,8 +230,26 @@ func pipebindConfig(ctx context.Context, pc peerConfig, tlsCfg *tls.Config, tmp 
 }
 
 type pbPeer struct {
-	cfg client.Config
-	c   *client.Client
+	cfg      client.Config
+	wantFAST bool // every login must authenticate with the cached FAST token
+	c        *client.Client
+}
+
+// prime logs in once with the password (untimed, before the first
+// measured login) so that the cache holds a FAST token.
+func (p *pbPeer) prime(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	c, err := client.Dial(pctx, p.cfg)
+	if err != nil {
+		return fmt.Errorf("%s: priming login: %w", p.cfg.JID.Localpart(), err)
+	}
+	in := c.Info()
+	c.Close()
+	if !in.FAST && in.NewToken == nil {
+		return fmt.Errorf("priming login (%s): the server issued no FAST token", in.Mechanism)
+	}
+	return nil
 }
 
 func (p *pbPeer) login(ctx context.Context) (loginInfo, error) {
@@ -183,9 +257,20 @@ func (p *pbPeer) login(ctx context.Context) (loginInfo, error) {
 	if err != nil {
 		return loginInfo{}, err
 	}
-	p.c = c
 	in := c.Info()
-	return loginInfo{path: in.Path.String(), mech: in.Mechanism, tls: in.TLSVersion, rt: in.RoundTrips}, nil
+	if p.wantFAST && !in.FAST {
+		// The token was refused or not usable: this login measured the
+		// password, not FAST. XEP-0484 rotation (a new token on a FAST
+		// login) is fine: the cache keeps the newest.
+		c.Close()
+		reason := "no usable token"
+		if in.TokenRejected != "" {
+			reason = "token refused: " + in.TokenRejected
+		}
+		return loginInfo{}, fmt.Errorf("login used %s, not the FAST token (%s)", in.Mechanism, reason)
+	}
+	p.c = c
+	return loginInfo{path: in.Path.String(), mech: in.Mechanism, tls: in.TLSVersion, rt: in.RoundTrips, cache: in.Timings.Cache}, nil
 }
 
 func (p *pbPeer) close() error {
@@ -195,6 +280,14 @@ func (p *pbPeer) close() error {
 	err := p.c.Close()
 	p.c = nil
 	return err
+}
+
+// shutdown closes the session and the peer's cache.
+func (p *pbPeer) shutdown() {
+	_ = p.close()
+	if p.cfg.Cache != nil {
+		_ = p.cfg.Cache.Close()
+	}
 }
 
 func dialTLS(ctx context.Context, addr string, cfg *tls.Config) (*tls.Conn, error) {
@@ -235,8 +328,14 @@ func (p *melliumPeer) login(ctx context.Context) (loginInfo, error) {
 		return loginInfo{}, err
 	}
 	p.conn, p.sess = tc, sess
+	// The same end as the other clients: the initial presence written.
+	if err := sess.Send(ctx, xml.NewDecoder(strings.NewReader("<presence/>"))); err != nil {
+		return loginInfo{}, err
+	}
 	return loginInfo{path: "classic", mech: "PLAIN", tls: tls.VersionName(tc.ConnectionState().Version)}, nil
 }
+
+func (p *melliumPeer) shutdown() { _ = p.close() }
 
 func (p *melliumPeer) close() error {
 	if p.sess == nil {
@@ -283,6 +382,8 @@ func (p *floorPeer) login(ctx context.Context) (loginInfo, error) {
 	}
 }
 
+func (p *floorPeer) shutdown() { _ = p.close() }
+
 func (p *floorPeer) close() error {
 	if p.conn == nil {
 		return nil
@@ -325,7 +426,7 @@ func measureLogin(ctx context.Context, c peerClient) peerReply {
 	return peerReply{
 		NS: int64(d), DoneUnixNS: done.UnixNano(), CPUNS: int64(cpu1 - cpu0),
 		Allocs: m1.Mallocs - m0.Mallocs, AllocBytes: m1.TotalAlloc - m0.TotalAlloc,
-		Path: li.path, Mechanism: li.mech, ClientRT: li.rt, TLS: li.tls,
+		Path: li.path, Mechanism: li.mech, ClientRT: li.rt, TLS: li.tls, CacheNS: int64(li.cache),
 	}
 }
 
@@ -337,7 +438,19 @@ func runPeer(ctx context.Context, pc peerConfig, in io.Reader, out io.Writer) er
 	}
 	defer os.RemoveAll(tmp)
 	var c peerClient
-	var stormClients []*client.Client
+	var st *stormRun
+	var prof *os.File
+	defer func() {
+		if prof != nil {
+			pprof.StopCPUProfile()
+			prof.Close()
+		}
+		if c != nil {
+			c.shutdown()
+		}
+		st.close()
+	}()
+	logins := 0
 	enc := json.NewEncoder(out)
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
@@ -353,6 +466,14 @@ func runPeer(ctx context.Context, pc peerConfig, in io.Reader, out io.Writer) er
 					return err
 				}
 			}
+			if logins++; logins == 2 && pc.CPUProfile != "" {
+				if prof, err = os.Create(pc.CPUProfile); err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(prof); err != nil {
+					return err
+				}
+			}
 			lctx, cancel := context.WithTimeout(ctx, pc.Timeout)
 			r = measureLogin(lctx, c)
 			cancel()
@@ -362,12 +483,21 @@ func runPeer(ctx context.Context, pc peerConfig, in io.Reader, out io.Writer) er
 					r.Err = oneLine(err)
 				}
 			}
-			closeAll(stormClients)
-			stormClients = nil
+			st.close()
+			st = nil
 		case "storm":
-			n, _ := strconv.Atoi(f[1])
+			if len(f) < 2 {
+				r.Err = "storm: missing count"
+				break
+			}
+			n, err := strconv.Atoi(f[1])
+			if err != nil || n < 1 {
+				r.Err = "storm: bad count " + f[1]
+				break
+			}
+			st.close()
 			var sr *stormReply
-			sr, stormClients, err = storm(ctx, pc, tmp, n)
+			sr, st, err = storm(ctx, pc, tmp, n)
 			if err != nil {
 				r.Err = oneLine(err)
 			}
@@ -379,11 +509,25 @@ func runPeer(ctx context.Context, pc peerConfig, in io.Reader, out io.Writer) er
 			return err
 		}
 	}
-	if c != nil {
-		c.close()
-	}
-	closeAll(stormClients)
 	return sc.Err()
+}
+
+// stormRun is what a storm leaves open: its logged-in clients and the
+// feature cache they share.
+type stormRun struct {
+	clients []*client.Client
+	db      *cache.DB
+}
+
+// close closes the clients, then their cache; a nil run is a no-op.
+func (s *stormRun) close() {
+	if s == nil {
+		return
+	}
+	closeAll(s.clients)
+	if s.db != nil {
+		_ = s.db.Close()
+	}
 }
 
 // closeAll closes the clients concurrently: each Close waits up to a round
@@ -396,17 +540,22 @@ func closeAll(cs []*client.Client) {
 	wg.Wait()
 }
 
-func heapAndStacks() uint64 {
+// heapAndStacks returns HeapInuse+StackInuse after a GC, and StackInuse.
+func heapAndStacks() (total, stacks uint64) {
 	runtime.GC()
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapInuse + m.StackInuse
+	return m.HeapInuse + m.StackInuse, m.StackInuse
 }
 
-// storm logs pc.User+"0" ... in at once with pipebind warm PLAIN (one
-// shared feature cache, filled by a first, untimed login of bot 0).
-func storm(ctx context.Context, pc peerConfig, tmp string, n int) (*stormReply, []*client.Client, error) {
+// storm logs pc.User+"0" ... pc.User+"{n-1}" in at once, twice, with
+// pipebind's defaults and one shared cache (whose server features a first,
+// untimed login of bot 0 fills): first every bot's first login (PLAIN; each
+// stores its mechanism pin and a FAST token), then, with those closed, the
+// reconnect storm, which uses the tokens. The run it returns holds the
+// reconnect's clients and the cache, also on error.
+func storm(ctx context.Context, pc peerConfig, tmp string, n int) (*stormReply, *stormRun, error) {
 	tlsCfg, err := tlsConfigFromCA(pc.CAFile, pc.Domain)
 	if err != nil {
 		return nil, nil, err
@@ -415,14 +564,41 @@ func storm(ctx context.Context, pc peerConfig, tmp string, n int) (*stormReply, 
 	if err != nil {
 		return nil, nil, err
 	}
+	run := &stormRun{db: base.Cache}
 	warm := base
 	warm.JID = jid.MustParse(pc.User + "0@" + pc.Domain)
 	c, err := client.Dial(ctx, warm)
 	if err != nil {
-		return nil, nil, fmt.Errorf("warm-up login: %w", err)
+		return nil, run, fmt.Errorf("warm-up login: %w", err)
 	}
 	c.Close()
-	r := &stormReply{LoginNS: make([]int64, n), BaseBytes: heapAndStacks()}
+	r := &stormReply{}
+	first, _ := stormLogins(ctx, base, pc, n, &r.First)
+	closeAll(first)
+	r.BaseBytes, r.BaseStack = heapAndStacks()
+	run.clients, r.FAST = stormLogins(ctx, base, pc, n, &r.stormRound)
+	time.Sleep(500 * time.Millisecond) // let post-login traffic settle: idle sessions
+	r.IdleBytes, r.IdleStack = heapAndStacks()
+	r.MaxRSS = maxRSS()
+	r.Goroutines = runtime.NumGoroutine()
+	if pc.HeapProfile != "" {
+		if err := writeHeapProfile(pc.HeapProfile); err != nil {
+			return r, run, fmt.Errorf("heap profile: %w", err)
+		}
+	}
+	switch {
+	case r.First.Failed > 0:
+		err = fmt.Errorf("first logins: %s", r.First.FirstErr)
+	case r.Failed > 0:
+		err = errors.New(r.FirstErr)
+	}
+	return r, run, err
+}
+
+// stormLogins logs the n bots in at once and returns the clients that
+// logged in and how many of them used a FAST token.
+func stormLogins(ctx context.Context, base client.Config, pc peerConfig, n int, r *stormRound) (ok []*client.Client, fast int) {
+	ns := make([]int64, n)
 	clients := make([]*client.Client, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -430,21 +606,17 @@ func storm(ctx context.Context, pc peerConfig, tmp string, n int) (*stormReply, 
 	for i := range n {
 		cfg := base
 		cfg.JID = jid.MustParse(pc.User + strconv.Itoa(i) + "@" + pc.Domain)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			<-start
 			t0 := time.Now()
 			clients[i], errs[i] = client.Dial(ctx, cfg)
-			r.LoginNS[i] = int64(time.Since(t0))
-		}()
+			ns[i] = int64(time.Since(t0))
+		})
 	}
 	t0 := time.Now()
 	close(start)
 	wg.Wait()
 	r.WallNS = int64(time.Since(t0))
-	var ok []*client.Client
-	var okNS []int64
 	for i := range n {
 		if errs[i] != nil {
 			r.Failed++
@@ -454,17 +626,27 @@ func storm(ctx context.Context, pc peerConfig, tmp string, n int) (*stormReply, 
 			continue
 		}
 		ok = append(ok, clients[i])
-		okNS = append(okNS, r.LoginNS[i])
+		r.LoginNS = append(r.LoginNS, ns[i])
+		r.AfterNS = append(r.AfterNS, max(0, ns[i]-int64(clients[i].Info().Timings.Total)))
+		if clients[i].Info().FAST {
+			fast++
+		}
 	}
-	r.LoginNS = okNS
-	time.Sleep(500 * time.Millisecond) // let post-login traffic settle: idle sessions
-	r.IdleBytes = heapAndStacks()
-	r.MaxRSS = maxRSS()
-	r.Goroutines = runtime.NumGoroutine()
-	if r.Failed > 0 {
-		err = errors.New(r.FirstErr)
+	return ok, fast
+}
+
+// writeHeapProfile writes the heap profile as of the last GC (heapAndStacks
+// just ran one).
+func writeHeapProfile(file string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
 	}
-	return r, ok, err
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // percentile of sorted-able durations (nearest rank).
