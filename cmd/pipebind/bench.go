@@ -214,7 +214,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.catchup, "catchup", 0, "MAM catch-up: archive this many messages in a Prosody of its own (needs -prosody) and time pipebind's sync against Prosody's own serving time (0: skip)")
 	fs.IntVar(&o.catchupRuns, "catchup-runs", 3, "timed passes of each catch-up client")
 	fs.DurationVar(&o.catchupRTT, "catchup-rtt", 0, "emulated RTT of the catch-up (0: straight to Prosody)")
-	fs.IntVar(&o.serverCost, "server-cost", 40, "with -prosody: time Prosody's answer to each kind of first flight this many times, straight to it (0: skip)")
+	fs.IntVar(&o.serverCost, "server-cost", 100, "with -prosody: time Prosody's answer to each kind of first flight this many times, straight to it (0: skip)")
 	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of the pipebind-warm-fast peer process to this file: -profile-n FAST logins (and closes) straight to the server, no proxy (Prosody with -prosody, else the in-process server)")
 	fs.IntVar(&o.profileN, "profile-n", 1000, "logins of -profile")
 	fs.StringVar(&o.stormHeap, "storm-profile", "", "write a heap profile of the storm's client process, every session logged in and idle, to this file")
@@ -811,12 +811,15 @@ type stormStats struct {
 	P99MS      float64 `json:"p99_ms"`
 	MaxMS      float64 `json:"max_ms"`
 	WallMS     float64 `json:"wall_ms"`
+	// CacheWriteFailed: logins whose record could not be written to the
+	// shared cache.
+	CacheWriteFailed int64 `json:"cache_write_failed,omitempty"`
 }
 
 func roundStats(r stormRound) stormStats {
 	return stormStats{OK: len(r.LoginNS), AfterP50MS: ms(percentile(r.AfterNS, 0.5)), Failed: r.Failed, FirstErr: r.FirstErr,
 		P50MS: ms(percentile(r.LoginNS, 0.5)), P99MS: ms(percentile(r.LoginNS, 0.99)), MaxMS: ms(percentile(r.LoginNS, 1)),
-		WallMS: float64(r.WallNS) / 1e6}
+		WallMS: float64(r.WallNS) / 1e6, CacheWriteFailed: r.CacheWriteFailed}
 }
 
 func runStorm(ctx context.Context, o benchOpts, tmp string, logw io.Writer) (*stormResult, error) {

@@ -35,8 +35,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"mellium.im/sasl"
 	"mellium.im/xmpp"
@@ -121,6 +124,10 @@ type stormRound struct {
 	Failed   int     `json:"failed"`
 	FirstErr string  `json:"first_err,omitempty"`
 	WallNS   int64   `json:"wall_ns"`
+	// CacheWriteFailed counts the logins whose record (features, FAST
+	// token, pin) could not be written to the shared cache (the client's
+	// warning; the login itself succeeded).
+	CacheWriteFailed int64 `json:"cache_write_failed,omitempty"`
 }
 
 // loginInfo is what a client reports about a login.
@@ -573,10 +580,20 @@ func storm(ctx context.Context, pc peerConfig, tmp string, n int) (*stormReply, 
 	}
 	c.Close()
 	r := &stormReply{}
+	// Count the client's "could not record the login in the cache"
+	// warnings (a login that stored nothing: no pin, no token).
+	var writeFailed atomic.Int64
+	base.Logger = zerolog.New(io.Discard).Level(zerolog.WarnLevel).Hook(zerolog.HookFunc(func(_ *zerolog.Event, level zerolog.Level, msg string) {
+		if level >= zerolog.WarnLevel && strings.HasPrefix(msg, "could not record the login") {
+			writeFailed.Add(1)
+		}
+	}))
 	first, _ := stormLogins(ctx, base, pc, n, &r.First)
+	r.First.CacheWriteFailed = writeFailed.Swap(0)
 	closeAll(first)
 	r.BaseBytes, r.BaseStack = heapAndStacks()
 	run.clients, r.FAST = stormLogins(ctx, base, pc, n, &r.stormRound)
+	r.CacheWriteFailed = writeFailed.Load()
 	time.Sleep(500 * time.Millisecond) // let post-login traffic settle: idle sessions
 	r.IdleBytes, r.IdleStack = heapAndStacks()
 	r.MaxRSS = maxRSS()

@@ -112,7 +112,11 @@ func serverCosts(ctx context.Context, n int, addr string, t benchTarget) ([]*ser
 		{&serverCost{Name: "scram-first", Writes: "header + SASL2 SCRAM-SHA-1 client-first + the same Bind 2; answer to the challenge"}, fixed(header + auth("SCRAM-SHA-1", scramIR, "")), "</challenge>", 1},
 	}
 	for i := range n + 1 {
-		for _, k := range kinds {
+		// Each round starts at another kind, so that no kind always
+		// follows the same one (a server's work left over from the
+		// previous connection spreads over all kinds alike).
+		for j := range kinds {
+			k := kinds[(i+j)%len(kinds)]
 			d, err := firstFlight(ctx, addr, tlsCfg, k.data, k.until, k.count)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", k.c.Name, err)
