@@ -131,6 +131,7 @@ type target struct {
 	// why and fix explain a missed target: what the gap consists of and
 	// what would close it.
 	why, fix string
+	warm     bool // a target on pipebind warm's time (see warmBreakdown)
 }
 
 func (t target) cells() []string {
@@ -185,7 +186,7 @@ func targets(rep *benchReport) []target {
 	if rr != nil {
 		where := fmt.Sprintf("%s, RTT %g ms", rr.Server, rr.RTTms)
 		head := fmt.Sprintf("pipebind warm = %s (the faster of %s)", rr.PipebindClient, strings.Join(warmRows, " and "))
-		t := target{name: "pipebind warm within 5% of the floor", where: where, measured: fmtX(rr.VsFloor), measuredOK: rr.VsFloor > 0,
+		t := target{name: "pipebind warm within 5% of the floor", where: where, warm: true, measured: fmtX(rr.VsFloor), measuredOK: rr.VsFloor > 0,
 			met: rr.VsFloor > 0 && rr.VsFloor <= 1.05,
 			detail: fmt.Sprintf("%s: %s; floor: %s; difference %+.1f ms%s; %s", head, rts(rr.PipebindClient), rts("floor"), rr.PipebindMS-rr.FloorMS,
 				serverShare(rep, rr), perRowRatios(rr, func(r rowRatio) float64 { return r.VsFloor }))}
@@ -195,7 +196,7 @@ func targets(rep *benchReport) []target {
 		out = append(out, t)
 
 		peerTarget := func(name, peer string, ratio, want float64, get func(rowRatio) float64) target {
-			t := target{name: name, where: where, measured: fmtX(ratio), measuredOK: ratio > 0, met: ratio >= want}
+			t := target{name: name, where: where, measured: fmtX(ratio), measuredOK: ratio > 0, met: ratio >= want, warm: true}
 			if !t.measuredOK {
 				t.measured, t.detail = "—", "run with -goxmpp (scripts/bench does)"
 				return t
@@ -289,71 +290,70 @@ func ceilings(rep *benchReport, rr *ratioRow, p *benchRow, want float64) string 
 
 // gap explains why pipebind warm (rr) is slower than limitMS (the largest
 // median that meets the target; peer is the peer's row, nil for the floor
-// target) and what would close the gap.
+// target) and what would close the gap. Where pipebind's time above the
+// floor goes is said once for all targets (warmBreakdown).
 func gap(rep *benchReport, rr *ratioRow, peer *benchRow, limitMS float64) (why, fix string) {
-	var peerMS float64
-	if peer != nil {
-		peerMS = peer.MedianMS
-	}
 	head := findRow(rep, rr.Server, rr.RTTms, rr.PipebindClient)
-	floor := findRow(rep, rr.Server, rr.RTTms, "floor")
-	if head == nil || floor == nil || floor.MedianMS == 0 {
+	if head == nil || rr.FloorMS == 0 {
 		return "no floor measured", ""
 	}
 	above, margin := rr.PipebindMS-rr.FloorMS, limitMS-rr.FloorMS
-	cpu := head.CPUms - floor.CPUms
+	short := above - margin
+	if peer != nil && margin <= 0 {
+		// Even the floor misses: no login can meet the target in this run.
+		why = fmt.Sprintf("Even the floor, a header-only round trip that authenticates nothing, is only %.2fx faster than %s in this run (%.1f vs %.1f ms), so no one-round-trip login could reach %.1fx here; %s is %s.",
+			peer.MedianMS/rr.FloorMS, peer.Client, rr.FloorMS, peer.MedianMS, peer.MedianMS/limitMS, rr.PipebindClient, aboveFloor(above))
+		return why, "nothing on pipebind's side: the target is at the round-trip ceiling of the ratio, which run-to-run noise on the floor and the peer decides; more logins per row (BENCH_N) narrow the noise, not the ceiling"
+	}
+	why = fmt.Sprintf("It needs pipebind warm ≤ %.1f ms, %s; %s is %s, %.1f ms too slow.", limitMS, aboveFloor(margin), rr.PipebindClient, aboveFloor(above), short)
+	fastSrv, haveFast := serverExtra(rep, "fast")
+	if peer != nil && haveFast {
+		why += fmt.Sprintf(" No one-round-trip login that authenticates can beat the floor plus Prosody's work on a FAST burst (%.1f ms), which caps the ratio against %s at %.2fx in this run.",
+			rr.FloorMS+fastSrv, peer.Client, peer.MedianMS/(rr.FloorMS+fastSrv))
+	}
+	switch {
+	case peer != nil && haveFast && margin < fastSrv:
+		fix = fmt.Sprintf("nothing on the client side: the margin (%.1f ms) is smaller than Prosody's own work on a FAST burst (%.1f ms), so the target sits at its ceiling in this run (%s / floor = %.2fx); only a faster server or a slower peer moves the ratio, and run-to-run noise decides it",
+			margin, fastSrv, peer.Client, peer.MedianMS/rr.FloorMS)
+	case head.CacheMS >= short:
+		fix = fmt.Sprintf("moving the cache read off the critical path (%.2f ms, see above) would cover the %.1f ms", head.CacheMS, short)
+	case head.CacheMS > 0:
+		fix = fmt.Sprintf("moving the cache read off the critical path (%.2f ms, see above) covers part of the %.1f ms; the rest is client CPU during the login and scheduling noise", head.CacheMS, short)
+	default:
+		fix = "the client-side changes above"
+	}
+	return why, fix
+}
+
+// warmBreakdown says once where pipebind warm's time above the floor goes
+// in the target group, and what would shorten it.
+func warmBreakdown(rep *benchReport, rr *ratioRow) string {
+	head := findRow(rep, rr.Server, rr.RTTms, rr.PipebindClient)
+	floor := findRow(rep, rr.Server, rr.RTTms, "floor")
+	if head == nil || floor == nil || floor.MedianMS == 0 {
+		return ""
+	}
+	var b strings.Builder
 	burst := "plain"
 	if rr.PipebindClient == "pipebind-warm-fast" {
 		burst = "fast"
 	}
-	srv, haveSrv := serverExtra(rep, burst)
-	fastSrv, haveFast := serverExtra(rep, "fast")
-	plainSrv, havePlain := serverExtra(rep, "plain")
-	if peer != nil && margin <= 0 {
-		// Even the floor misses: no login can meet the target in this run.
-		why = fmt.Sprintf("Even the floor, a header-only round trip that authenticates nothing, is only %.2fx faster than %s in this run (%.1f vs %.1f ms), so no one-round-trip login could reach %.1fx here; %s is %s.",
-			peerMS/rr.FloorMS, peer.Client, rr.FloorMS, peerMS, peerMS/limitMS, rr.PipebindClient, aboveFloor(above))
-		return why, "nothing on pipebind's side: the target is at the round-trip ceiling of the ratio, which run-to-run noise on the floor and the peer decides; more logins per row (BENCH_N) narrow the noise, not the ceiling"
-	}
-	why = fmt.Sprintf("The target needs pipebind warm ≤ %.1f ms, %s; %s is %s (%.1f ms too slow).",
-		limitMS, aboveFloor(margin), rr.PipebindClient, aboveFloor(above), above-margin)
-	if haveSrv {
-		why += fmt.Sprintf(" Of its %.1f ms over the floor, Prosody's own work on the %s burst over a bare header is %.1f ms (measured straight to Prosody, table \"Prosody's time for the first flight\"); the client's CPU per login exceeds the floor's by %.1f ms, not all of it on the critical path (some overlaps the network wait; the profile at the end shows where it goes).",
-			above, burst, srv, cpu)
-	} else {
-		why += fmt.Sprintf(" The client's CPU exceeds the floor's by %.1f ms (CPU and waiting overlap on 2 cores); the server's work on the login (not measured for this server) and scheduling make up the rest.", cpu)
+	fmt.Fprintf(&b, "Where pipebind warm's time above the floor goes (%s, %s, RTT %g ms: %s):", rr.PipebindClient, rr.Server, rr.RTTms, aboveFloor(rr.PipebindMS-rr.FloorMS))
+	if x, ok := serverExtra(rep, burst); ok {
+		fmt.Fprintf(&b, " Prosody's own work on the %s burst, over what a bare stream header costs it, is %.1f ms (table \"Prosody's time for the first flight\": the floor's round trip carries no authentication and no Bind 2, a login's must);", burst, x)
 	}
 	if head.CacheMS > 0 {
-		why += fmt.Sprintf(" On the critical path before the TCP connect, %s reads its SQLite cache: %.2f ms per login (median `Info().Timings.Cache`).", rr.PipebindClient, head.CacheMS)
+		fmt.Fprintf(&b, " before it connects, %s reads its SQLite cache (features, installation id, FAST token, pin: four queries) for %.2f ms (median `Info().Timings.Cache`), all of it on the critical path;", rr.PipebindClient, head.CacheMS)
 	}
-	if peer != nil && haveFast {
-		why += fmt.Sprintf(" No one-round-trip login that authenticates can beat the floor plus Prosody's FAST work (%.1f ms): against %s that caps the ratio at %.2fx in this run, before any client CPU.",
-			rr.FloorMS+fastSrv, peer.Client, peerMS/(rr.FloorMS+fastSrv))
+	fmt.Fprintf(&b, " its client CPU per login exceeds the floor's by %.1f ms (%.2f against %.2f ms), much of it overlapping the network wait (the CPU profile at the end); the rest is scheduling on this shared 2-core machine.", head.CPUms-floor.CPUms, head.CPUms, floor.CPUms)
+	b.WriteString(" **What would shorten it:** read the cache on a goroutine while TCP and TLS are under way instead of before the connect: a warm Direct-TLS login needs it only for its first write after TLS (proposal P1 for client/dial.go; an earlier interleaved A/B at 50 ms RTT measured −0.5 ms when the read took ~0.7 ms), then prepared statements for those reads (~0.08 ms CPU each);")
+	if fx, ok := serverExtra(rep, "fast"); ok && burst == "plain" {
+		if px, ok := serverExtra(rep, "plain"); ok {
+			fmt.Fprintf(&b, " FAST instead of PLAIN (Prosody's work drops from %.1f to %.1f ms: PLAIN makes it run PBKDF2 on the password, 10,000 iterations of SCRAM-SHA-1 for `internal_hashed`);", px, fx)
+		}
 	}
-	var fixes []string
-	if burst == "plain" && haveFast && havePlain {
-		fixes = append(fixes, fmt.Sprintf("FAST instead of PLAIN: Prosody's work drops from %.1f to %.1f ms (PLAIN makes it run PBKDF2 on the password, 10,000 iterations of SCRAM-SHA-1 for `internal_hashed`); pipebind-warm-fast is the headline whenever it is the faster row", plainSrv, fastSrv))
-	}
-	if haveFast && margin < fastSrv {
-		fixes = append(fixes, fmt.Sprintf("nothing on the client side: the margin (%.1f ms) is smaller than Prosody's own work on a FAST burst (%.1f ms), so the target sits at its ceiling in this run (%s / floor = %.2fx); only a faster server or a slower peer moves the ratio, and run-to-run noise decides it", margin, fastSrv, peerName(peer), peerMS/rr.FloorMS))
-	} else {
-		fixes = append(fixes, fmt.Sprintf("take the SQLite reads (features, installation id, FAST token, pin: four queries%s) off the critical path by running them on a goroutine while TCP + TLS are under way instead of before the connect, since a warm Direct-TLS login needs them only for its first write after TLS (proposal P1 for client/dial.go; an earlier interleaved A/B at 50 ms RTT measured −0.5 ms for the two reads of that time); then prepared statements for those reads (~0.08 ms CPU each); what remains is client CPU spread over the login (the profile at the end) and Prosody's share", cacheNote(head)))
-	}
-	return why, strings.Join(fixes, "; ")
-}
-
-func cacheNote(r *benchRow) string {
-	if r.CacheMS <= 0 {
-		return ""
-	}
-	return fmt.Sprintf(", %.2f ms here", r.CacheMS)
-}
-
-func peerName(p *benchRow) string {
-	if p == nil {
-		return "the floor"
-	}
-	return p.Client
+	b.WriteString(" Prosody's share stays with any client.\n\n")
+	return b.String()
 }
 
 // aboveFloor says "x ms above the floor" or "x ms below the floor".
@@ -388,6 +388,9 @@ func renderMarkdown(rep *benchReport) string {
 		}
 		if len(missed) > 0 {
 			b.WriteString("### Missed targets: why, and what would close them\n\n")
+			if rr := targetGroup(rep); rr != nil && slices.ContainsFunc(missed, func(t target) bool { return t.warm }) {
+				b.WriteString(warmBreakdown(rep, rr))
+			}
 			for _, t := range missed {
 				fmt.Fprintf(&b, "* **%s** (%s, measured %s). %s", t.name, t.where, t.measured, t.why)
 				if t.fix != "" {
