@@ -121,3 +121,15 @@ func TestTargetsBelowCeiling(t *testing.T) {
 		t.Errorf("met %t\nwhy: %s\nfix: %s", tg.met, tg.why, tg.fix)
 	}
 }
+
+// TestFmtTarget: a ratio just under its target never prints as the target.
+func TestFmtTarget(t *testing.T) {
+	for _, c := range []struct {
+		v, want float64
+		out     string
+	}{{1.2996, 1.3, "1.2996x"}, {1.2949, 1.3, "1.29x"}, {1.3, 1.3, "1.30x"}, {1.9651, 2, "1.97x"}, {2.0032, 2, "2.003x"}, {0, 1.05, "—"}} {
+		if got := fmtTarget(c.v, c.want); got != c.out {
+			t.Errorf("fmtTarget(%g, %g) = %s, want %s", c.v, c.want, got, c.out)
+		}
+	}
+}
