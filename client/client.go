@@ -142,6 +142,11 @@ func (c *link) start() {
 			LiveComplete: presence || info.Draft != nil,
 			Logger:       cfg.Logger,
 		})
+		// MAM results, the bulk of a catch-up, are taken off the wire
+		// before the session decodes them (mamsync.Syncer.HandleRaw); what
+		// that declines still reaches mamHandler.
+		syncer, ctx := c.syncer, c.ctx
+		login.SetInboundHook(sess, func(raw []byte) bool { return syncer.HandleRaw(ctx, raw) })
 	}
 	h := cfg.Handler
 	if h == nil {

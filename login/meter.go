@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,15 @@ type meterConn struct {
 	skipFeatures atomic.Bool
 	skipSeen     int
 	elemBytes    int // bytes of the current top-level element (reading goroutine)
+
+	// inHook, when set, is offered each complete top-level <message>
+	// before the decoder sees it (SetInboundHook); replay holds the bytes
+	// of one it declined, which the decoder then reads, and replayErr the
+	// read error that ended a capture, returned once they are read.
+	inHook    atomic.Pointer[func([]byte) bool]
+	replay    []byte
+	replayErr error
+	captured  []byte // the capture buffer, reused (reading goroutine)
 
 	onStanza  func([]byte) // Config.OnStanzaOut; set before scanning starts
 	capturing bool         // inside a top-level element (under outMu)
@@ -137,7 +147,7 @@ func (c *meterConn) Write(p []byte) (int, error) {
 }
 
 func (c *meterConn) Read(p []byte) (int, error) {
-	if c.skipFeatures.Load() {
+	if c.skipFeatures.Load() || len(c.replay) > 0 || c.replayErr != nil || c.inHook.Load() != nil {
 		// Byte by byte while a features element may have to be dropped.
 		for i := range p {
 			if i > 0 && c.br.Buffered() == 0 {
@@ -167,6 +177,34 @@ func (c *meterConn) Read(p []byte) (int, error) {
 
 // ReadByte implements io.ByteReader for encoding/xml.
 func (c *meterConn) ReadByte() (byte, error) {
+	if len(c.replay) == 0 && c.replayErr != nil {
+		err := c.replayErr
+		c.replayErr = nil
+		return 0, err
+	}
+	if len(c.replay) == 0 && c.scan.Load() && !c.skipFeatures.Load() && c.lex.depth == 0 && c.lex.state == lexText {
+		if h := c.inHook.Load(); h != nil {
+			if err := c.offer(*h); err != nil {
+				return 0, err
+			}
+			if len(c.replay) == 0 && c.replayErr != nil {
+				err := c.replayErr
+				c.replayErr = nil
+				return 0, err
+			}
+		}
+	}
+	if len(c.replay) > 0 {
+		b := c.replay[0]
+		c.replay = c.replay[1:]
+		if c.lex.feed(b) {
+			c.handled.Add(1)
+		}
+		if err := c.bound(); err != nil {
+			return 0, err
+		}
+		return b, nil
+	}
 	if c.skipFeatures.Load() && c.lex.depth == 0 && c.lex.state == lexText {
 		if err := c.dropFeatures(); err != nil {
 			return 0, err
@@ -182,6 +220,87 @@ func (c *meterConn) ReadByte() (byte, error) {
 		}
 	}
 	return b, err
+}
+
+// messageTag is how a top-level message starts on the wire.
+const messageTag = "<message"
+
+// offer reads, while they are top-level messages, whole elements from the
+// network and offers each to hook: one hook takes is counted as handled
+// (XEP-0198) and never reaches the decoder. It stops at the first element
+// that is not a message, or that hook declines: the bytes read of it are
+// left in c.replay, for the decoder. It reads no byte past the element it
+// looks at, so it never waits for data the decoder would not wait for.
+func (c *meterConn) offer(hook func([]byte) bool) error {
+	for {
+		buf := c.captured[:0]
+		var lex stanzaLexer
+		for {
+			b, err := c.br.ReadByte()
+			if err != nil {
+				if len(buf) == 0 {
+					return err
+				}
+				c.replay, c.replayErr = slices.Clone(buf), err
+				return nil
+			}
+			buf = append(buf, b)
+			kind := lex.feedKind(b)
+			if n := len(buf); n <= len(messageTag) {
+				if b != messageTag[n-1] {
+					c.replay = slices.Clone(buf)
+					return nil
+				}
+				continue
+			} else if n == len(messageTag)+1 && !isSpace(b) && b != '>' && b != '/' {
+				c.replay = slices.Clone(buf)
+				return nil
+			}
+			switch {
+			case len(buf) > MaxStanzaBytes:
+				return fmt.Errorf("%w: a stanza larger than %d bytes", ErrTooLarge, MaxStanzaBytes)
+			case lex.depth > MaxDepth:
+				return fmt.Errorf("%w: elements nested deeper than %d", ErrTooLarge, MaxDepth)
+			}
+			if kind != 0 {
+				break // the message ended
+			}
+		}
+		if cap(buf) <= 64<<10 {
+			c.captured = buf
+		}
+		if !hook(buf) {
+			c.replay = slices.Clone(buf)
+			return nil
+		}
+		c.handled.Add(1)
+		if c.br.Buffered() == 0 {
+			// Nothing more has arrived: let the decoder's next read wait.
+			return nil
+		}
+		if head, _ := c.br.Peek(1); head[0] != '<' {
+			return nil // whitespace between stanzas: the decoder's
+		}
+	}
+}
+
+// SetInboundHook makes hook see each complete top-level <message> of s,
+// as received, before s decodes it, from the next one on: when hook
+// returns true the message is consumed (counted as handled for stream
+// management) and s never sees it; when it returns false s reads it as
+// usual. hook runs on the goroutine that reads s (Serve's), in stream
+// order, and must not retain its argument. A nil hook removes it. It does
+// nothing for a session not created by Negotiate.
+func SetInboundHook(s *xmpp.Session, hook func(raw []byte) bool) {
+	m, ok := s.Conn().(*meterConn)
+	if !ok {
+		return
+	}
+	if hook == nil {
+		m.inHook.Store(nil)
+		return
+	}
+	m.inHook.Store(&hook)
 }
 
 // Limits on what a server can make the client buffer. A top-level element
