@@ -235,35 +235,48 @@ func (c *meterConn) offer(hook func([]byte) bool) error {
 	for {
 		buf := c.captured[:0]
 		var lex stanzaLexer
-		for {
-			b, err := c.br.ReadByte()
-			if err != nil {
-				if len(buf) == 0 {
-					return err
+		ended := false
+		for !ended {
+			if c.br.Buffered() == 0 {
+				// Wait for more (the decoder would too): fills the buffer.
+				if _, err := c.br.Peek(1); err != nil {
+					if len(buf) == 0 {
+						return err
+					}
+					c.replay, c.replayErr = slices.Clone(buf), err
+					return nil
 				}
-				c.replay, c.replayErr = slices.Clone(buf), err
-				return nil
 			}
-			buf = append(buf, b)
-			kind := lex.feedKind(b)
-			if n := len(buf); n <= len(messageTag) {
-				if b != messageTag[n-1] {
+			chunk, _ := c.br.Peek(c.br.Buffered())
+			k := 0
+			for k < len(chunk) {
+				b := chunk[k]
+				k++
+				buf = append(buf, b)
+				kind := lex.feedKind(b)
+				if n := len(buf); n <= len(messageTag) {
+					if b != messageTag[n-1] {
+						_, _ = c.br.Discard(k)
+						c.replay = slices.Clone(buf)
+						return nil
+					}
+					continue
+				} else if n == len(messageTag)+1 && !isSpace(b) && b != '>' && b != '/' {
+					_, _ = c.br.Discard(k)
 					c.replay = slices.Clone(buf)
 					return nil
 				}
-				continue
-			} else if n == len(messageTag)+1 && !isSpace(b) && b != '>' && b != '/' {
-				c.replay = slices.Clone(buf)
-				return nil
+				if kind != 0 {
+					ended = true // the message ended
+					break
+				}
 			}
+			_, _ = c.br.Discard(k)
 			switch {
 			case len(buf) > MaxStanzaBytes:
 				return fmt.Errorf("%w: a stanza larger than %d bytes", ErrTooLarge, MaxStanzaBytes)
 			case lex.depth > MaxDepth:
 				return fmt.Errorf("%w: elements nested deeper than %d", ErrTooLarge, MaxDepth)
-			}
-			if kind != 0 {
-				break // the message ended
 			}
 		}
 		if cap(buf) <= 64<<10 {
