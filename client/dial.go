@@ -87,37 +87,61 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (*link, err
 	start := time.Now()
 	bare := cfg.JID.Bare()
 	domain := cfg.JID.Domainpart()
-	cacheStart := time.Now()
 	fail := func(err error) (*link, error) { return nil, err }
 	var err error
 
-	var cached *cache.Features
-	var uaID string
+	// The cache is read on a goroutine while the lookup, the TCP connect
+	// and the TLS handshake are under way (see cacheRead); its results are
+	// waited for where they are first needed: the features before the
+	// first byte that depends on them (resolve with Config.Addr and
+	// TLSAuto, STARTTLS pipelining), everything else before the first
+	// write after TLS (login.Negotiate). The cache is advice: a broken
+	// cache costs a round trip, not the login.
+	var rd *cacheRead
 	if db != nil {
-		// The cache is advice: a broken cache costs a round trip, not the
-		// login.
-		if f, ok, err := db.Features(ctx, domain); err != nil {
-			log.Warn().Err(err).Msg("feature cache unreadable; reading features from the server")
-		} else if ok {
-			cached = &f
+		rd = startCacheRead(ctx, db, cfg, domain, bare.String())
+		// Never leave the reads running past this login: the caller may
+		// close db as soon as dialLink returns.
+		defer rd.wait()
+	}
+	var info Info
+	info.CacheFault = c.cacheFault
+	firstLink := c.link() == nil
+	var (
+		cached *cache.Features
+		stored *cache.Features // what the cache holds, to know whether to write
+		uaID   string
+		token  *login.Token
+		pin    string
+	)
+	haveFeatures, haveAll := false, false
+	needFeatures := func() {
+		if haveFeatures {
+			return
+		}
+		haveFeatures = true
+		if rd != nil {
+			cached = rd.features(log)
+			stored = cached
 		}
 	}
-	stored := cached // what the cache holds, to know whether to write
-	if db != nil {
-		if uaID, err = db.InstallationID(ctx); err != nil {
-			log.Warn().Err(err).Msg("no installation id; omitting the SASL2 user-agent")
-			uaID = ""
+	needAll := func() {
+		needFeatures()
+		if haveAll {
+			return
+		}
+		haveAll = true
+		if rd != nil {
+			uaID, token, pin = rd.material(log)
+			info.Timings.Cache, info.Timings.CacheWait = rd.elapsed, rd.waited
+		}
+		if firstLink {
+			// The first login opened the file, before anything else.
+			info.Timings.Cache += c.openTime
+			info.Timings.CacheWait += c.openTime
 		}
 	}
-	var token *login.Token
-	var pin string
-	if db != nil {
-		token, pin = loginMaterial(ctx, db, cfg, bare.String(), log)
-	}
-	cacheTime := time.Since(cacheStart)
-	if c.link() == nil {
-		cacheTime += c.openTime // the first login opened the file
-	}
+
 	password := cfg.Password
 	if cfg.PasswordFunc != nil {
 		if password, err = cfg.PasswordFunc(ctx); err != nil {
@@ -125,15 +149,21 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (*link, err
 		}
 	}
 
-	var info Info
-	info.Timings.Cache = cacheTime
-	info.CacheFault = c.cacheFault
+	if cfg.Addr != "" && cfg.TLS == TLSAuto {
+		needFeatures() // the cache says Direct TLS or STARTTLS
+	}
 	lookupStart := time.Now()
 	targets, err := resolve(ctx, cfg, cached)
 	if err != nil {
 		return fail(err)
 	}
 	info.Timings.Lookup = time.Since(lookupStart)
+	if cfg.TLS != TLSDirect {
+		// A STARTTLS target pipelines <starttls/> when the cache says the
+		// server offers it (startTLS); with Direct TLS only the login
+		// needs the features.
+		needFeatures()
+	}
 
 	var keys *keyStore
 	if db != nil {
@@ -146,6 +176,7 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (*link, err
 		if err != nil {
 			return fail(err)
 		}
+		needAll() // the first write after TLS carries it all
 		lcfg := login.Config{
 			JID:                bare,
 			Password:           password,
@@ -249,26 +280,99 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (*link, err
 	}
 }
 
-// loginMaterial reads what the cache holds for the account's login: a FAST
-// token that has not expired (unless Config.NoFAST) and the pinned
-// mechanism. The cache is advice: an unreadable entry costs a warning.
-func loginMaterial(ctx context.Context, db *cache.DB, cfg Config, account string, log zerolog.Logger) (*login.Token, string) {
-	var token *login.Token
-	if !cfg.NoFAST {
-		t, ok, err := db.FastTokenFor(ctx, account)
-		switch {
-		case err != nil:
-			log.Warn().Err(err).Msg("FAST token unreadable; logging in with the password")
-		case ok:
-			token = &login.Token{Mechanism: t.Mechanism, Secret: t.Token, Expiry: t.Expiry}
-		}
-	}
-	pin, _, err := db.MechanismPin(ctx, account)
-	if err != nil {
-		log.Warn().Err(err).Msg("mechanism pin unreadable; downgrade protection limited to XEP-0474 for this login")
-	}
-	return token, pin
+// cacheRead is the cache's part of a login, read on its own goroutine
+// (startCacheRead) so that it overlaps the lookup, the TCP connect and the
+// TLS handshake: the domain's features first, then the installation id, a
+// FAST token that has not expired (unless Config.NoFAST) and the pinned
+// mechanism. The fields are written by that goroutine before it closes
+// featDone (the features) and done (the rest), and read by the login only
+// after; the warnings are logged by the login, in its own order.
+type cacheRead struct {
+	featDone, done chan struct{}
+	start          time.Time
+
+	feat    *cache.Features
+	featErr error
+
+	uaID     string
+	uaErr    error
+	token    *login.Token
+	tokenErr error
+	pin      string
+	pinErr   error
+	elapsed  time.Duration // the reads, from start to the last
+
+	waited time.Duration // how long the login blocked on them
 }
+
+func startCacheRead(ctx context.Context, db *cache.DB, cfg Config, domain, account string) *cacheRead {
+	r := &cacheRead{featDone: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
+	go func() {
+		defer close(r.done)
+		if f, ok, err := db.Features(ctx, domain); err != nil {
+			r.featErr = err
+		} else if ok {
+			r.feat = &f
+		}
+		close(r.featDone)
+		r.uaID, r.uaErr = db.InstallationID(ctx)
+		if r.uaErr != nil {
+			r.uaID = ""
+		}
+		if !cfg.NoFAST {
+			t, ok, err := db.FastTokenFor(ctx, account)
+			switch {
+			case err != nil:
+				r.tokenErr = err
+			case ok:
+				r.token = &login.Token{Mechanism: t.Mechanism, Secret: t.Token, Expiry: t.Expiry}
+			}
+		}
+		r.pin, _, r.pinErr = db.MechanismPin(ctx, account)
+		r.elapsed = time.Since(r.start)
+	}()
+	return r
+}
+
+// block waits for ch, adding the time spent to r.waited.
+func (r *cacheRead) block(ch chan struct{}) {
+	select {
+	case <-ch:
+		return
+	default:
+	}
+	t := time.Now()
+	<-ch
+	r.waited += time.Since(t)
+}
+
+// features waits for the cached features (nil if none or unreadable).
+func (r *cacheRead) features(log zerolog.Logger) *cache.Features {
+	r.block(r.featDone)
+	if r.featErr != nil {
+		log.Warn().Err(r.featErr).Msg("feature cache unreadable; reading features from the server")
+	}
+	return r.feat
+}
+
+// material waits for the rest of the reads: the installation id, the FAST
+// token and the mechanism pin. An unreadable entry costs a warning.
+func (r *cacheRead) material(log zerolog.Logger) (uaID string, token *login.Token, pin string) {
+	r.block(r.done)
+	if r.uaErr != nil {
+		log.Warn().Err(r.uaErr).Msg("no installation id; omitting the SASL2 user-agent")
+	}
+	if r.tokenErr != nil {
+		log.Warn().Err(r.tokenErr).Msg("FAST token unreadable; logging in with the password")
+	}
+	if r.pinErr != nil {
+		log.Warn().Err(r.pinErr).Msg("mechanism pin unreadable; downgrade protection limited to XEP-0474 for this login")
+	}
+	return r.uaID, r.token, r.pin
+}
+
+// wait returns once the reads have ended.
+func (r *cacheRead) wait() { <-r.done }
 
 func forgetToken(ctx context.Context, db *cache.DB, account string, log zerolog.Logger) {
 	if db == nil {
