@@ -177,22 +177,18 @@ func (c *meterConn) Read(p []byte) (int, error) {
 
 // ReadByte implements io.ByteReader for encoding/xml.
 func (c *meterConn) ReadByte() (byte, error) {
-	if len(c.replay) == 0 && c.replayErr != nil {
-		err := c.replayErr
-		c.replayErr = nil
-		return 0, err
-	}
-	if len(c.replay) == 0 && c.scan.Load() && !c.skipFeatures.Load() && c.lex.depth == 0 && c.lex.state == lexText {
+	if len(c.replay) == 0 && c.replayErr == nil && c.scan.Load() && !c.skipFeatures.Load() && c.lex.depth == 0 && c.lex.state == lexText {
 		if h := c.inHook.Load(); h != nil {
 			if err := c.offer(*h); err != nil {
 				return 0, err
 			}
-			if len(c.replay) == 0 && c.replayErr != nil {
-				err := c.replayErr
-				c.replayErr = nil
-				return 0, err
-			}
 		}
+	}
+	if len(c.replay) == 0 && c.replayErr != nil {
+		// A capture ended in a read error: after its bytes, the error.
+		err := c.replayErr
+		c.replayErr = nil
+		return 0, err
 	}
 	if len(c.replay) > 0 {
 		b := c.replay[0]
