@@ -89,9 +89,11 @@ type peerReply struct {
 	Mechanism      string `json:"mechanism,omitempty"`
 	ClientRT       int    `json:"client_rt,omitempty"`
 	TLS            string `json:"tls,omitempty"`
-	// CacheNS is pipebind's Info().Timings.Cache: reading the cache
-	// before connecting.
-	CacheNS int64 `json:"cache_ns,omitempty"`
+	// CacheNS is pipebind's Info().Timings.Cache: reading the cache,
+	// alongside the lookup, TCP connect and TLS handshake; CacheWaitNS is
+	// Info().Timings.CacheWait, the part of it the login waited for.
+	CacheNS     int64 `json:"cache_ns,omitempty"`
+	CacheWaitNS int64 `json:"cache_wait_ns,omitempty"`
 
 	Storm *stormReply `json:"storm,omitempty"`
 }
@@ -135,6 +137,7 @@ type loginInfo struct {
 	path, mech, tls string
 	rt              int
 	cache           time.Duration // pipebind: Info().Timings.Cache
+	cacheWait       time.Duration // pipebind: Info().Timings.CacheWait
 }
 
 // peerClient logs in and out, one session at a time.
@@ -277,7 +280,7 @@ func (p *pbPeer) login(ctx context.Context) (loginInfo, error) {
 		return loginInfo{}, fmt.Errorf("login used %s, not the FAST token (%s)", in.Mechanism, reason)
 	}
 	p.c = c
-	return loginInfo{path: in.Path.String(), mech: in.Mechanism, tls: in.TLSVersion, rt: in.RoundTrips, cache: in.Timings.Cache}, nil
+	return loginInfo{path: in.Path.String(), mech: in.Mechanism, tls: in.TLSVersion, rt: in.RoundTrips, cache: in.Timings.Cache, cacheWait: in.Timings.CacheWait}, nil
 }
 
 func (p *pbPeer) close() error {
@@ -433,7 +436,7 @@ func measureLogin(ctx context.Context, c peerClient) peerReply {
 	return peerReply{
 		NS: int64(d), DoneUnixNS: done.UnixNano(), CPUNS: int64(cpu1 - cpu0),
 		Allocs: m1.Mallocs - m0.Mallocs, AllocBytes: m1.TotalAlloc - m0.TotalAlloc,
-		Path: li.path, Mechanism: li.mech, ClientRT: li.rt, TLS: li.tls, CacheNS: int64(li.cache),
+		Path: li.path, Mechanism: li.mech, ClientRT: li.rt, TLS: li.tls, CacheNS: int64(li.cache), CacheWaitNS: int64(li.cacheWait),
 	}
 }
 
