@@ -88,10 +88,10 @@ type benchRow struct {
 	// them the login waited for (Timings.CacheWait), on its critical path.
 	CacheMS     float64 `json:"cache_ms,omitempty"`
 	CacheWaitMS float64 `json:"cache_wait_ms,omitempty"`
-	Path      string  `json:"path,omitempty"`
-	Mechanism string  `json:"mechanism,omitempty"`
-	TLS       string  `json:"tls,omitempty"`
-	VsFloor   float64 `json:"vs_floor,omitempty"`
+	Path        string  `json:"path,omitempty"`
+	Mechanism   string  `json:"mechanism,omitempty"`
+	TLS         string  `json:"tls,omitempty"`
+	VsFloor     float64 `json:"vs_floor,omitempty"`
 
 	ns                             []int64
 	rts, fl, cn, up, down, cpu, al []float64
