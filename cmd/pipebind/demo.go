@@ -164,11 +164,13 @@ func printDemoWaterfall(w io.Writer, runs []demoRun) {
 			}
 		}
 		t := r.info.Timings
-		at := t.Cache + t.Lookup
+		// The cache reads overlap the lookup, connect and TLS; only the
+		// wait for them (CacheWait) delays the login's first write.
+		at := t.Lookup
 		fill(at, at+t.Connect, 'c')
 		at += t.Connect + t.StartTLS
 		fill(at, at+t.TLS, 't')
-		at += t.TLS
+		at += t.TLS + t.CacheWait
 		for i, f := range r.info.Flights {
 			from := at + f.Sent.Sub(r.info.Started)
 			to := at + f.Answered.Sub(r.info.Started)

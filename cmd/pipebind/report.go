@@ -170,13 +170,18 @@ func printReport(w io.Writer, info client.Info) {
 	waterfall(w, info.Timings)
 }
 
-// waterfall draws the phases of a login on one time axis.
+// waterfall draws the phases of a login on one time axis. The cache reads
+// run alongside the lookup, connect and TLS handshake, so "cache" starts
+// at 0 beside them; "wait" is the part of them the login waited for, on
+// its critical path, before its first write after TLS.
 func waterfall(w io.Writer, t client.Timings) {
 	phases := []struct {
-		name string
-		d    time.Duration
+		name    string
+		d       time.Duration
+		overlap bool // drawn from 0, not after the phase before
 	}{
-		{"cache", t.Cache}, {"lookup", t.Lookup}, {"dial", t.Connect}, {"starttls", t.StartTLS}, {"tls", t.TLS}, {"login", t.Login},
+		{"cache", t.Cache, true}, {"lookup", t.Lookup, false}, {"dial", t.Connect, false}, {"starttls", t.StartTLS, false},
+		{"tls", t.TLS, false}, {"wait", t.CacheWait, false}, {"login", t.Login, false},
 	}
 	total := t.Total
 	if total <= 0 {
@@ -188,7 +193,11 @@ func waterfall(w io.Writer, t client.Timings) {
 		if p.d <= 0 {
 			continue
 		}
-		from := int(int64(at) * width / int64(total))
+		start := at
+		if p.overlap {
+			start = 0
+		}
+		from := int(int64(start) * width / int64(total))
 		n := int(int64(p.d) * width / int64(total))
 		if n == 0 {
 			n = 1
@@ -199,7 +208,9 @@ func waterfall(w io.Writer, t client.Timings) {
 		}
 		fmt.Fprintf(w, "    %-8s |%s%s%s| %8.1f ms\n", p.name,
 			strings.Repeat(" ", from), strings.Repeat("█", n), strings.Repeat(" ", width-from-n), ms(p.d))
-		at += p.d
+		if !p.overlap {
+			at += p.d
+		}
 	}
 	fmt.Fprintf(w, "    %-8s  %s  %8.1f ms\n", "total", strings.Repeat(" ", width), ms(total))
 }
