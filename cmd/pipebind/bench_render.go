@@ -328,7 +328,7 @@ func gap(rep *benchReport, rr *ratioRow, peer *benchRow, limitMS float64) (why, 
 	}
 	switch {
 	case peer != nil && haveFast && margin < fastSrv:
-		fix = fmt.Sprintf("nothing on the client side: the margin (%.1f ms) is smaller than Prosody's own work on a FAST burst (%.1f ms), so the target sits at its ceiling in this run (%s / floor = %.2fx); only a faster server or a slower peer moves the ratio, and run-to-run noise decides it",
+		fix = fmt.Sprintf("nothing on the client side: the margin (%.1f ms) is smaller than Prosody's own work on a FAST burst (%.1f ms), so the target sits at its ceiling in this run (%s / floor = %.2fx); only a faster server or a slower peer moves the ratio, and run-to-run noise decides it. The one saving left below the floor's full TLS handshake, TLS session resumption (it skips the server's signature and the client's certificate checks, not a round trip), does not apply: Prosody 13 as packaged issues no TLS session tickets (its default ssl options include no_ticket; a Go client with a ClientSessionCache never resumed against the test server), and pipebind does not reconfigure the peer it is measured against",
 			margin, fastSrv, peer.Client, peer.MedianMS/rr.FloorMS)
 	case head.CacheWaitMS >= short:
 		fix = fmt.Sprintf("a shorter wait for the cache (%.2f ms on the critical path, see above: prepared statements for the reads) would cover the %.1f ms", head.CacheWaitMS, short)
