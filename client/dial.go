@@ -69,8 +69,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	info := l.info
 	c.emit(Event{Kind: EventOnline, Info: &info})
-	c.loop.Add(1)
-	go c.run()
+	c.watch(l)
 	return c, nil
 }
 

@@ -151,7 +151,7 @@ type Client struct {
 
 	ctx    context.Context // lives until Close
 	cancel context.CancelFunc
-	loop   sync.WaitGroup
+	loop   sync.WaitGroup // linkEnded calls: armed (watch) or running
 
 	mu     sync.Mutex
 	cur    *link         // the current (or last) connection
@@ -326,37 +326,43 @@ func (c *Client) setOffline() {
 	c.mu.Unlock()
 }
 
-// run watches the current connection and, when it ends, reconnects
-// (Config.Reconnect) or stops the client.
-func (c *Client) run() {
-	defer c.loop.Done()
-	for {
-		l := c.link()
-		select {
-		case <-l.Done():
-		case <-c.ctx.Done():
-			return // Close: it finishes
-		}
-		cause := l.Err()
-		c.mu.Lock()
-		closed := c.closed
-		c.mu.Unlock()
-		if closed {
-			return
-		}
-		c.setOffline()
-		resume := c.sm.dropped(login.StanzasIn(l.sess))
-		_ = l.Close() // its goroutines (sync) end before the next login
-		c.log.Info().Err(cause).Bool("resumable", resume != nil).Msg("connection lost")
-		c.emit(Event{Kind: EventOffline, Err: cause})
-		if !c.cfg.Reconnect {
-			c.finish(cause)
-			return
-		}
-		if !c.reconnect(resume) {
-			return
-		}
+// watch arranges for linkEnded to run once l, the current connection, has
+// ended. It uses context.AfterFunc on the link's context (cancelled when
+// the session ends, or by the link's Close), so the goroutine that handles
+// the end starts only then: an idle client costs one goroutine, the one
+// reading its connection, not a second one waiting for it to end (a
+// storm of idle bots holds thousands). Call it after the events that
+// announce l (EventOnline, EventResumed), so that EventOffline follows
+// them.
+func (c *Client) watch(l *link) {
+	c.loop.Add(1)
+	context.AfterFunc(l.ctx, func() {
+		defer c.loop.Done()
+		<-l.Done() // the context is cancelled just before
+		c.linkEnded(l)
+	})
+}
+
+// linkEnded handles the end of the connection l: unless the client is being
+// closed, it reconnects (Config.Reconnect) or stops the client.
+func (c *Client) linkEnded(l *link) {
+	cause := l.Err()
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return // Close: it finishes
 	}
+	c.setOffline()
+	resume := c.sm.dropped(login.StanzasIn(l.sess))
+	_ = l.Close() // its goroutines (sync) end before the next login
+	c.log.Info().Err(cause).Bool("resumable", resume != nil).Msg("connection lost")
+	c.emit(Event{Kind: EventOffline, Err: cause})
+	if !c.cfg.Reconnect {
+		c.finish(cause)
+		return
+	}
+	c.reconnect(resume)
 }
 
 // reconnect dials until a connection is up (true), or the client stops.
@@ -384,6 +390,16 @@ func (c *Client) reconnect(resume *login.Resume) bool {
 			}
 			info := l.info
 			c.emit(Event{Kind: kind, Attempt: attempt, Info: &info, Resent: resent})
+			c.watch(l)
+			c.mu.Lock()
+			closed := c.closed
+			c.mu.Unlock()
+			if closed {
+				// Close ran while this login was under way and may
+				// have closed the link before it (c.cur then): close
+				// this one too (its linkEnded returns at once).
+				_ = l.Close()
+			}
 			return true
 		}
 		if c.ctx.Err() != nil {

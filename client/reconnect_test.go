@@ -5,6 +5,8 @@ import (
 	"encoding/xml"
 	"errors"
 	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -412,5 +414,79 @@ func TestBackoffDelays(t *testing.T) {
 	var zero client.Backoff
 	if d := zero.Delay(100); d < 15*time.Second || d > 30*time.Second {
 		t.Fatalf("zero Backoff Delay(100) = %v, want within the 30 s cap", d)
+	}
+}
+
+// runningClientCode returns the stacks of the goroutines running pipebind
+// code (client, login, mamsync) that a test did not start itself.
+func runningClientCode() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "pipebind/pipebind/client.") || strings.Contains(g, "pipebind/pipebind/login.") || strings.Contains(g, "pipebind/pipebind/mamsync.") {
+			if !strings.Contains(g, "client_test.") || strings.Contains(g, "created by github.com/pipebind/pipebind/client.") {
+				out = append(out, g)
+			}
+		}
+	}
+	return out
+}
+
+// TestIdleClientOneGoroutine: an idle client (no sync) holds exactly one
+// goroutine, the one reading its connection, with or without Reconnect;
+// the end of the connection is handled on a goroutine started only then.
+// A storm of idle bots holds thousands of clients, each goroutine at least
+// a few KiB of stack.
+func TestIdleClientOneGoroutine(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := newTestServer(t, xmpptest.Config{})
+	before := len(runningClientCode())
+	for _, reconnect := range []bool{false, true} {
+		ev := make(events, 16)
+		cfg := testConfig(t, s, "alice", nil)
+		cfg.NoSync, cfg.Reconnect, cfg.OnEvent = true, reconnect, ev.on
+		cfg.Backoff = client.Backoff{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}
+		c, err := client.Dial(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.wait(t, client.EventOnline)
+		if got := runningClientCode(); len(got)-before != 1 {
+			t.Errorf("Reconnect %t: %d client goroutines while idle, want 1:\n%s", reconnect, len(got)-before, strings.Join(got, "\n\n"))
+		}
+		// The end of the connection is still handled.
+		s.CutConnection(aliceServerConn(t, s, c.Info().JID.String()))
+		ev.wait(t, client.EventOffline)
+		if reconnect {
+			// Back up (resumed: stream management is on), and idle again
+			// with one goroutine.
+			// The goroutine that reconnected emits EventResumed just before
+			// it returns: give it a bounded while to do so.
+			ev.wait(t, client.EventResumed)
+			got := runningClientCode()
+			for deadline := time.Now().Add(5 * time.Second); len(got)-before > 1 && time.Now().Before(deadline); got = runningClientCode() {
+				runtime.Gosched()
+			}
+			if len(got)-before != 1 {
+				t.Errorf("after the reconnection: %d client goroutines while idle, want 1:\n%s", len(got)-before, strings.Join(got, "\n\n"))
+			}
+			c.Close()
+		} else {
+			<-c.Done()
+			if c.Err() == nil || errors.Is(c.Err(), client.ErrClosed) {
+				t.Errorf("Err() = %v, want the cause of the drop", c.Err())
+			}
+			c.Close()
+		}
+		ev.wait(t, client.EventClosed)
 	}
 }
