@@ -261,7 +261,7 @@ func targets(rep *benchReport) []target {
 		if !t.met {
 			t.why = fmt.Sprintf("Of the %.1f KiB per idle session, %.1f KiB are goroutine stacks (%d goroutines for %d sessions: %.1f per session) and %.1f KiB heap (where: the heap profile under \"Reconnect storm\").",
 				s.PerSessionKB, s.StackPerSessionKB, s.Goroutines, s.OK, float64(s.Goroutines)/float64(max(s.OK, 1)), s.PerSessionKB-s.StackPerSessionKB)
-			t.fix = fmt.Sprintf("shed %.1f KiB per session: fewer goroutines per idle session (each holds a stack of at least 8 KiB once used; a client without Config.Reconnect needs no supervising goroutine beside the one reading the connection), and smaller per-session buffers (the largest in-use allocations in the heap profile)", s.PerSessionKB-64)
+			t.fix = fmt.Sprintf("shed %.1f KiB per session: smaller per-session buffers (the largest in-use allocations in the heap profile: the bufio reader and writer, 4 KiB each, could shrink while idle) and a smaller stack for the one goroutine an idle session holds (the one reading the connection)", s.PerSessionKB-64)
 		}
 		out = append(out, t)
 	}
