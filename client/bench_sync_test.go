@@ -148,7 +148,10 @@ func (h *heapPeak) stop() heapGrowth {
 //     in the same process.
 //
 // The catch-up is streamed (a page at a time, bounded batches): its memory
-// does not grow with the gap. gap=100000 reports its live heap over
+// does not grow with the gap. peak-buffered-msgs is the most fetched
+// messages it held at once (mamsync.Report.PeakBuffered: the batch being
+// gathered plus the one being stored), bounded by two batches of at most
+// 4,000 messages and a page each, whatever the gap. gap=100000 reports its live heap over
 // gap=50000's (when that ran first): peak-live-vs-50k and med-live-vs-50k,
 // about 1 (the peak is the noisier; see heapPeak). The smaller gap is 50,000
 // rather than less because a gap of a few thousand messages ends before the
@@ -177,6 +180,7 @@ func benchCatchUp(b *testing.B, s *xmpptest.Server, gap int, floor float64, gaps
 		elapsed, cpu time.Duration
 		cpuOK        = true
 		mem          heapGrowth
+		buffered     int // mamsync's Report.PeakBuffered, the largest
 	)
 	for b.Loop() {
 		b.StopTimer()
@@ -218,6 +222,7 @@ func benchCatchUp(b *testing.B, s *xmpptest.Server, gap int, floor float64, gaps
 		}
 		elapsed += time.Since(start)
 		b.StopTimer()
+		buffered = max(buffered, rep.PeakBuffered)
 		cpu1, ok1 := processCPU()
 		cpu += cpu1 - cpu0
 		cpuOK = cpuOK && ok0 && ok1
@@ -244,6 +249,7 @@ func benchCatchUp(b *testing.B, s *xmpptest.Server, gap int, floor float64, gaps
 	b.ReportMetric(float64(mem.peakInuse)/(1<<20), "peak-heap-MB")
 	b.ReportMetric(float64(mem.peakLive)/(1<<20), "peak-live-MB")
 	b.ReportMetric(float64(mem.medianLive)/(1<<20), "med-live-MB")
+	b.ReportMetric(float64(buffered), "peak-buffered-msgs")
 	gaps[gap] = mem
 	if small, ok := gaps[50_000]; ok && gap != 50_000 {
 		if small.peakLive > 0 {

@@ -406,3 +406,55 @@ func TestBoundMaxPages(t *testing.T) {
 		t.Errorf("%d queries for a limit of 6 pages", len(r.queries))
 	}
 }
+
+// TestBoundBuffered: a gap far larger than two batches is streamed. The
+// storer is held (OnMessage blocks, as a slow store would) until the
+// paging stops taking pages because its batch is full (testHookBatchFull);
+// by then it holds at most two batches (the one gathered and the one being
+// stored, each at most maxBatch plus a page), and the server has been asked
+// for no more than that and the pages in flight. Were the gap buffered
+// whole, the server would be asked for all of it first (the script then
+// releases the storer, and the test fails).
+func TestBoundBuffered(t *testing.T) {
+	const (
+		n     = 6*maxBatch + 123
+		page  = 500
+		bound = 2 * (maxBatch + page)
+	)
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	testHookBatchFull = free
+	t.Cleanup(func() { testHookBatchFull = nil })
+	var asked int // messages the server was asked for, before the release
+	var mu sync.Mutex
+	script := func(q mamQuery) mamPage {
+		mu.Lock()
+		select {
+		case <-release:
+		default:
+			if asked += q.max; asked > bound+3*page {
+				free() // the paging did not stop: let the test end
+			}
+		}
+		mu.Unlock()
+		return pageOf(q.after, n, q.max)
+	}
+	cfg := Config{PageSize: page, OnMessage: func(cache.StoredMessage) { <-release }}
+	r := syncAgainst(t, cfg, script)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if got := storedIDs(t, r.db); !equalStrings(got, ids("m", 0, n)) {
+		t.Fatalf("stored %d messages, want m0...m%d in order", len(got), n-1)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if asked > bound+3*page {
+		t.Fatalf("the server was asked for %d messages while the store was held, want at most %d", asked, bound+3*page)
+	}
+	if r.rep.PeakBuffered < maxBatch || r.rep.PeakBuffered > bound {
+		t.Fatalf("PeakBuffered %d, want between a full batch (%d) and two batches (%d)", r.rep.PeakBuffered, maxBatch, bound)
+	}
+	t.Logf("%d messages, at most %d buffered; %d asked for while the store was held", n, r.rep.PeakBuffered, asked)
+}

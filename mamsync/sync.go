@@ -100,6 +100,11 @@ type Report struct {
 	Queried       bool       `json:"queried"`         // a MAM query was sent
 	Gap           *cache.Gap `json:"gap,omitempty"`   // the archive expired past the cursor
 	Live          int        `json:"live"`            // live messages merged after the paging
+	// PeakBuffered is the most fetched messages the paging held in memory
+	// at once: the batch being gathered plus the one being stored. It is
+	// bounded by about two batches (maxBatch, 4,000 messages, each plus at
+	// most one page), whatever the size of the gap.
+	PeakBuffered int `json:"peak_buffered"`
 }
 
 // Syncer mirrors one account's archive into the store. Its Handle method
@@ -369,6 +374,11 @@ var errExpired = errors.New("mamsync: the archive no longer knows the cursor")
 // and the pages in flight, whatever the size of the gap.
 const maxBatch = 4000
 
+// testHookBatchFull, when set (by tests), is called each time the paging
+// stops taking pages because the batch it gathers is full while the storer
+// is busy: from then on the fetcher waits, and memory stops growing.
+var testHookBatchFull func()
+
 // fetchedPage is one MAM page, as the fetcher in page hands it over.
 type fetchedPage struct {
 	msgs     []cache.Message
@@ -418,6 +428,7 @@ func (s *Syncer) page(ctx context.Context, sess *xmpp.Session, after string, t T
 		}
 	}()
 	busy := false // the storer holds a batch
+	storing := 0  // the messages of that batch
 	defer func() {
 		close(toStore)
 		for range results { // the storer's last batch
@@ -467,6 +478,8 @@ func (s *Syncer) page(ctx context.Context, sess *xmpp.Session, after string, t T
 		)
 		if !end && len(batch) < maxBatch {
 			in = pages
+		} else if !end && busy && testHookBatchFull != nil {
+			testHookBatchFull()
 		}
 		if !busy && len(batch) > 0 {
 			out = toStore
@@ -484,6 +497,7 @@ func (s *Syncer) page(ctx context.Context, sess *xmpp.Session, after string, t T
 					rep.Expected = p.count
 				}
 				batch = append(batch, p.msgs...)
+				rep.PeakBuffered = max(rep.PeakBuffered, len(batch)+storing)
 			}
 			switch {
 			case p.err != nil:
@@ -492,9 +506,9 @@ func (s *Syncer) page(ctx context.Context, sess *xmpp.Session, after string, t T
 				end, endFound = true, true
 			}
 		case out <- batch:
-			busy, batch, spare = true, spare, nil
+			busy, storing, batch, spare = true, len(batch), spare, nil
 		case r := <-results:
-			busy = false
+			busy, storing = false, 0
 			if batch == nil {
 				batch = r.batch
 			} else {
