@@ -115,8 +115,8 @@ type Config struct {
 	// value is a good default (see Backoff).
 	Backoff Backoff
 	// OnEvent, if set, hears of every change of the connection: offline,
-	// connecting, online, resumed, closed. It is called on one goroutine,
-	// in order, and must not block for long (hand off to a channel).
+	// connecting, online, resumed, closed. Its calls never overlap and
+	// come in order; it must not block for long (hand off to a channel).
 	OnEvent func(Event)
 	// AllowDowngrade accepts a password mechanism weaker than the one
 	// pinned for this account (the strongest it has used, kept in the
