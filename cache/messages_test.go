@@ -164,6 +164,57 @@ func TestAppendMessagesIdempotent(t *testing.T) {
 	}
 }
 
+// TestAppendMessagesDedupChunks: the stored stanza-ids of a batch are looked
+// up heldChunk at a time; a batch of several chunks whose old messages are
+// spread over all of them, and whose new ones repeat, stores each new one
+// once, in batch order, after the old ones; another account's identical ids
+// never count as held.
+func TestAppendMessagesDedupChunks(t *testing.T) {
+	db, _ := openTemp(t)
+	old := archive("a", 3*heldChunk)
+	mustAppend(t, db, old, old[len(old)-1].StanzaID, len(old), 0)
+	if n, dup, err := db.AppendMessages(t.Context(), "romeo@montague.example", old, ""); err != nil || n != len(old) || dup != 0 {
+		t.Fatalf("other account, same ids: %d, %d, %v; want %d, 0", n, dup, err, len(old))
+	}
+	fresh := archive("b", len(old)/15) // one every 15 old ones
+	// Held by another account only: new to this one.
+	if n, _, err := db.AppendMessages(t.Context(), "romeo@montague.example", fresh[:10], ""); err != nil || n != 10 {
+		t.Fatalf("other account, new ids: %d, %v; want 10", n, err)
+	}
+	var batch []Message
+	for i := range old {
+		batch = append(batch, old[(i*7)%len(old)]) // every old one, spread out
+		if i%15 == 0 {
+			batch = append(batch, fresh[i/15])
+		}
+		if i%40 == 1 {
+			batch = append(batch, fresh[i/40]) // a repeat, later in the batch
+		}
+	}
+	mustAppend(t, db, batch, "", len(fresh), len(batch)-len(fresh))
+	want := append(stanzaIDs(old), stanzaIDs(fresh)...)
+	if got := stanzaIDs(stored(t, db)); !slices.Equal(got, want) {
+		t.Errorf("stored %d ids, want %d: old then new, each once", len(got), len(want))
+	}
+}
+
+// TestAppendMessagesHashCollision: two stanza-ids with the same sid_hash are
+// two messages; the lookup compares the ids, not only their hashes.
+func TestAppendMessagesHashCollision(t *testing.T) {
+	db, _ := openTemp(t)
+	msgs := archive("a", 2)
+	// A stored row whose sid_hash is that of msgs[1], with another id.
+	if _, err := db.sql.ExecContext(t.Context(), `INSERT INTO messages (account, stanza_id, sid_hash, origin_id, peer, dir, ts, body, raw)
+VALUES (?, 'collider', ?, '', 'romeo@montague.example', 1, 0, '', x'')`, account, sidHash(msgs[1].StanzaID)); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, db, msgs, "", 2, 0)
+	mustAppend(t, db, msgs, "", 0, 2)
+	if got, want := stanzaIDs(stored(t, db)), []string{"collider", "a-0", "a-1"}; !slices.Equal(got, want) {
+		t.Errorf("stored %v, want %v", got, want)
+	}
+}
+
 func TestAppendMessagesOrder(t *testing.T) {
 	db, _ := openTemp(t)
 	ctx := t.Context()
