@@ -67,10 +67,12 @@ func benchStore(b *testing.B) *DB {
 // the cursor with every batch.
 //
 // The stanza-ids matter: random ones (Prosody's UUIDs, xmpptest's opaque
-// ids) land all over the UNIQUE (account, stanza_id) index, so each
-// transaction dirties about one index page per message, and the WAL writes
-// (and checkpoints) of those pages dominate. Increasing ids (ejabberd's
-// timestamps) append to the index instead. The batch=2500 case shows what a
+// ids) hash all over the messages_sid index (the hash of the stanza-id), so
+// each transaction dirties about one index page per message, and the WAL
+// writes (and checkpoints) of those pages dominate. Increasing ids
+// (ejabberd's numeric timestamps) hash just as randomly; they are measured
+// too because they are what ejabberd sends, and shorter (16 bytes against
+// 36). The batch=2500 case shows what a
 // caller gains by gathering several MAM pages per call.
 func BenchmarkAppendMessages(b *testing.B) {
 	random := benchCorpus(benchMessages)
