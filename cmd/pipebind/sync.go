@@ -31,6 +31,7 @@ type syncSummary struct {
 	Stored            int        `json:"stored"`
 	DuplicatesDropped int        `json:"duplicates_dropped"`
 	Live              int        `json:"live"`
+	PeakBuffered      int        `json:"peak_buffered"` // most fetched messages held in memory at once
 	Gap               *cache.Gap `json:"gap,omitempty"`
 	Unreads           []unread   `json:"unreads"`
 	SyncMS            float64    `json:"sync_ms"`
@@ -126,7 +127,7 @@ func newSyncSummary(j jid.JID, rep mamsync.Report, states []cache.PeerState, ela
 	sum := syncSummary{
 		JID: j.Bare().String(), LatestID: rep.LatestID, LocalLatestID: rep.LocalLatestID, Cursor: rep.Cursor,
 		Queried: rep.Queried, Pages: rep.Pages, Fetched: rep.Fetched, Stored: rep.Stored,
-		DuplicatesDropped: rep.Duplicates, Live: rep.Live, Gap: rep.Gap, Unreads: []unread{}, SyncMS: ms(elapsed),
+		DuplicatesDropped: rep.Duplicates, Live: rep.Live, PeakBuffered: rep.PeakBuffered, Gap: rep.Gap, Unreads: []unread{}, SyncMS: ms(elapsed),
 	}
 	if sum.LatestID == "" {
 		sum.LatestID = rep.Cursor // the server did not say: the newest fetched

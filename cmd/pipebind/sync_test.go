@@ -36,6 +36,7 @@ func TestSyncAndHistory(t *testing.T) {
 		Fetched           int    `json:"fetched"`
 		Stored            int    `json:"stored"`
 		DuplicatesDropped int    `json:"duplicates_dropped"`
+		PeakBuffered      int    `json:"peak_buffered"`
 		Unreads           []struct {
 			JID   string `json:"jid"`
 			Count int    `json:"count"`
@@ -55,7 +56,8 @@ func TestSyncAndHistory(t *testing.T) {
 	}
 	s := runSync()
 	archive := srv.Archive("alice")
-	if s.Stored != 320 || s.Fetched != 320 || !s.Queried || s.LatestID != archive[len(archive)-1].StanzaID || s.LocalLatestID != "" {
+	if s.Stored != 320 || s.Fetched != 320 || !s.Queried || s.LatestID != archive[len(archive)-1].StanzaID || s.LocalLatestID != "" ||
+		s.PeakBuffered < 1 || s.PeakBuffered > 320 {
 		t.Errorf("first sync: %+v", s)
 	}
 	if len(s.Unreads) != 1 || s.Unreads[0].JID != "bob@localhost" || s.Unreads[0].Count != 299 {
