@@ -169,8 +169,9 @@ func (m *Message) check() error {
 // SELECT ... WHERE NOT EXISTS; 80k against 115k messages/s for 100,000
 // messages in transactions of 4,000, as mamsync batches them), because one
 // query probing the hash index for hundreds of keys costs SQLite much less
-// than as many correlated subqueries. The transaction is immediate (it holds the write lock), so no
-// other writer can insert between the check and the inserts.
+// than as many correlated subqueries. The transaction is immediate (it
+// holds the write lock), so no other writer can insert between the check
+// and the inserts.
 //
 // One row per INSERT is deliberate. A multi-row INSERT is fewer cgo calls,
 // but SQLite must be able to undo such a statement half-way, so it copies

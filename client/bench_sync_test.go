@@ -151,9 +151,9 @@ func (h *heapPeak) stop() heapGrowth {
 // does not grow with the gap. peak-buffered-msgs is the most fetched
 // messages it held at once (mamsync.Report.PeakBuffered: the batch being
 // gathered plus the one being stored), bounded by two batches of at most
-// 4,000 messages and a page each, whatever the gap. gap=100000 reports its live heap over
-// gap=50000's (when that ran first): peak-live-vs-50k and med-live-vs-50k,
-// about 1 (the peak is the noisier; see heapPeak). The smaller gap is 50,000
+// 4,000 messages and a page each, whatever the gap. gap=100000 reports its
+// live heap over gap=50000's (when that ran first): peak-live-vs-50k and
+// med-live-vs-50k, about 1 (the peak is the noisier; see heapPeak). The smaller gap is 50,000
 // rather than less because a gap of a few thousand messages ends before the
 // catch-up reaches its steady state (mamsync's bounded backlog filled, the
 // GC pacer settled): at 20,000 the live heap is still lower, at 50,000 it is

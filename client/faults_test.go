@@ -177,16 +177,7 @@ func TestFaultStall(t *testing.T) {
 func clientGoroutines() string {
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaked []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "pipebind/pipebind/client.") || strings.Contains(g, "pipebind/pipebind/login.") || strings.Contains(g, "pipebind/pipebind/mamsync.") {
-				if !strings.Contains(g, "client_test.") || strings.Contains(g, "created by github.com/pipebind/pipebind/client.") {
-					leaked = append(leaked, g)
-				}
-			}
-		}
+		leaked := runningClientCode()
 		if len(leaked) == 0 || time.Now().After(deadline) {
 			return strings.Join(leaked, "\n\n")
 		}

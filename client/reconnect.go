@@ -343,14 +343,18 @@ func (c *Client) watch(l *link) {
 	})
 }
 
+// isClosed reports whether Close has been called.
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
 // linkEnded handles the end of the connection l: unless the client is being
 // closed, it reconnects (Config.Reconnect) or stops the client.
 func (c *Client) linkEnded(l *link) {
 	cause := l.Err()
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
+	if c.isClosed() {
 		return // Close: it finishes
 	}
 	c.setOffline()
@@ -365,13 +369,13 @@ func (c *Client) linkEnded(l *link) {
 	c.reconnect(resume)
 }
 
-// reconnect dials until a connection is up (true), or the client stops.
-func (c *Client) reconnect(resume *login.Resume) bool {
+// reconnect dials until a connection is up, or the client stops.
+func (c *Client) reconnect(resume *login.Resume) {
 	var last error
 	for attempt := 1; ; attempt++ {
 		if max := c.cfg.Backoff.MaxAttempts; max > 0 && attempt > max {
 			c.finish(fmt.Errorf("client: gave up reconnecting after %d attempts: %w", max, last))
-			return false
+			return
 		}
 		d := c.cfg.Backoff.Delay(attempt)
 		t := time.NewTimer(d)
@@ -379,7 +383,7 @@ func (c *Client) reconnect(resume *login.Resume) bool {
 		case <-t.C:
 		case <-c.ctx.Done():
 			t.Stop()
-			return false
+			return
 		}
 		c.emit(Event{Kind: EventConnecting, Attempt: attempt, Delay: d, Err: last})
 		l, resent, err := c.connect(c.ctx, resume)
@@ -391,25 +395,22 @@ func (c *Client) reconnect(resume *login.Resume) bool {
 			info := l.info
 			c.emit(Event{Kind: kind, Attempt: attempt, Info: &info, Resent: resent})
 			c.watch(l)
-			c.mu.Lock()
-			closed := c.closed
-			c.mu.Unlock()
-			if closed {
+			if c.isClosed() {
 				// Close ran while this login was under way and may
 				// have closed the link before it (c.cur then): close
 				// this one too (its linkEnded returns at once).
 				_ = l.Close()
 			}
-			return true
+			return
 		}
 		if c.ctx.Err() != nil {
-			return false
+			return
 		}
 		last = err
 		c.log.Info().Err(err).Int("attempt", attempt).Msg("reconnect failed")
 		if permanent(err) {
 			c.finish(err)
-			return false
+			return
 		}
 	}
 }
