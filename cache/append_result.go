@@ -6,14 +6,6 @@ import (
 	"fmt"
 )
 
-// AppendResult says what an append stored.
-type AppendResult struct {
-	// Added are the messages that were new, in store order, with their Seq.
-	Added []StoredMessage
-	// Duplicates counts the messages already held (or repeated in the batch).
-	Duplicates int
-}
-
 // AppendMessagesResult is AppendMessages that also returns which messages
 // were new, so that a caller can deliver each message to an application
 // exactly once: a message is in Added of exactly one call, whatever the
@@ -26,7 +18,7 @@ func (db *DB) AppendMessagesResult(ctx context.Context, account string, msgs []M
 		return res, fmt.Errorf("%s: empty account", op)
 	}
 	for i := range msgs {
-		if err := msgs[i].check(); err != nil {
+		if err := checkMessage(&msgs[i]); err != nil {
 			return res, fmt.Errorf("%s: message %d: %w", op, i, classify(err))
 		}
 	}

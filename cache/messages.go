@@ -5,7 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
+	"github.com/pipebind/pipebind/mamsync"
 	"strings"
 	"time"
 )
@@ -15,83 +15,23 @@ import (
 // errors.Is.
 var ErrUnknownMessage = errors.New("no such message")
 
-// Direction says who sent a message: the account's owner or the peer. The
-// zero value is not a direction: a Message without one is refused.
-type Direction uint8
-
-const (
-	// DirectionIn is a message from the peer to the account.
-	DirectionIn Direction = iota + 1
-	// DirectionOut is a message from the account (any of its clients) to
-	// the peer.
-	DirectionOut
+// The message types are package mamsync's, which the cache implements the
+// store of (mamsync.Store); the aliases keep this package's API whole.
+type (
+	Direction     = mamsync.Direction
+	Message       = mamsync.Message
+	StoredMessage = mamsync.StoredMessage
+	AppendResult  = mamsync.AppendResult
+	Gap           = mamsync.Gap
 )
 
-// String returns "in" or "out", and "Direction(n)" for anything else.
-func (d Direction) String() string {
-	switch d {
-	case DirectionIn:
-		return "in"
-	case DirectionOut:
-		return "out"
-	}
-	return "Direction(" + strconv.Itoa(int(d)) + ")"
-}
+// Directions, as in package mamsync.
+const (
+	DirectionIn  = mamsync.DirectionIn
+	DirectionOut = mamsync.DirectionOut
+)
 
-// MarshalText encodes d as "in" or "out"; other values are an error.
-func (d Direction) MarshalText() ([]byte, error) {
-	if !d.valid() {
-		return nil, fmt.Errorf("cache: invalid %v", d)
-	}
-	return []byte(d.String()), nil
-}
-
-// UnmarshalText decodes "in" or "out".
-func (d *Direction) UnmarshalText(text []byte) error {
-	switch string(text) {
-	case "in":
-		*d = DirectionIn
-	case "out":
-		*d = DirectionOut
-	default:
-		return fmt.Errorf("cache: invalid direction %q", text)
-	}
-	return nil
-}
-
-func (d Direction) valid() bool { return d == DirectionIn || d == DirectionOut }
-
-// Message is one archived message of an account's conversation with a peer.
-type Message struct {
-	// StanzaID is the id the account's archive gave the message: the
-	// XEP-0359 <stanza-id/> whose by= is the account's bare JID. Required;
-	// it is unique per account and the key that makes storing idempotent.
-	StanzaID string
-	// OriginID is the sender's XEP-0359 <origin-id/>, or empty.
-	OriginID string
-	// Peer is the other party's bare JID. It is stored lower-cased.
-	Peer string
-	// Direction is DirectionIn or DirectionOut; anything else is refused.
-	Direction Direction
-	// Time is the archive's timestamp (the delay stamp). It is stored to the
-	// microsecond and read back in UTC.
-	Time time.Time
-	// Body is the message's <body/> text, or empty.
-	Body string
-	// Raw is the whole <message/> as received. Nil is stored, and read
-	// back, as empty.
-	Raw []byte
-}
-
-// StoredMessage is a Message as stored, with its place in the local
-// archive order.
-type StoredMessage struct {
-	Message
-	// Seq is the message's position in the local archive order: a later
-	// message of an account has a larger Seq. Seqs are positive and never
-	// reused, but not consecutive (the counter is shared by all accounts).
-	Seq int64
-}
+var _ mamsync.Store = (*DB)(nil)
 
 // AppendMessages stores msgs, which must be in archive order, as the newest
 // messages of account and, in the same transaction, moves the account's
@@ -119,7 +59,7 @@ func (db *DB) AppendMessages(ctx context.Context, account string, msgs []Message
 		return 0, 0, fmt.Errorf("%s: empty account", op)
 	}
 	for i := range msgs {
-		if err := msgs[i].check(); err != nil {
+		if err := checkMessage(&msgs[i]); err != nil {
 			return 0, 0, fmt.Errorf("%s: message %d: %w", op, i, classify(err))
 		}
 	}
@@ -146,12 +86,12 @@ func (db *DB) AppendMessages(ctx context.Context, account string, msgs []Message
 	return inserted, len(msgs) - inserted, nil
 }
 
-// check reports why m cannot be stored, if it cannot.
-func (m *Message) check() error {
+// checkMessage reports why m cannot be stored, if it cannot.
+func checkMessage(m *Message) error {
 	if m.StanzaID == "" {
 		return errors.New("empty stanza-id")
 	}
-	if !m.Direction.valid() {
+	if !m.Direction.Valid() {
 		return fmt.Errorf("invalid %v", m.Direction)
 	}
 	return nil
@@ -395,20 +335,6 @@ func (db *DB) CountMessages(ctx context.Context, account string) (int, error) {
 		return 0, fmt.Errorf("cache: count messages: %w", classify(err))
 	}
 	return n, nil
-}
-
-// Gap records that messages may be missing from an account's store: the
-// server no longer knew the sync cursor (its archive had expired it), so the
-// sync fetched the newest messages instead and what the archive held between
-// AfterID and BeforeID was never stored.
-type Gap struct {
-	// AfterID is the stanza-id of the last message held before the gap
-	// (the cursor the server no longer knew).
-	AfterID string
-	// BeforeID is the stanza-id of the first message held after it.
-	BeforeID string
-	// Detected is when the gap was found, to the microsecond, in UTC.
-	Detected time.Time
 }
 
 // AddGap records g for account. Both ids are required; a zero Detected is

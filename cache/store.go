@@ -78,7 +78,7 @@ func (db *DB) PutFeatures(ctx context.Context, f Features) error {
 // encodeFeatures returns f as stored (normalized, versioned, SeenAt in
 // UTC) and its JSON.
 func encodeFeatures(f Features) (Features, string, error) {
-	f = f.normalized()
+	f = f.Normalized()
 	if f.Domain == "" {
 		return f, "", errors.New("empty domain")
 	}

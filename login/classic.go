@@ -9,7 +9,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
-	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/features"
 )
 
 // classic runs RFC 6120 SASL after the <auth> was written, restarts the
@@ -93,7 +93,7 @@ func (n *negotiation) saslClassic(r *reader, p *plan) error {
 
 // bindClassic binds a resource with an IQ (RFC 6120 §7), then enables
 // carbons (XEP-0280) and stream management (XEP-0198) in one write.
-func (n *negotiation) bindClassic(_ context.Context, r *reader, post cache.Features) error {
+func (n *negotiation) bindClassic(_ context.Context, r *reader, post features.Features) error {
 	n.step = "bind"
 	var b bytes.Buffer
 	b.WriteString("<iq type='set' id='pb-bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>")

@@ -28,7 +28,7 @@ import (
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 
-	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/features"
 	"github.com/pipebind/pipebind/login"
 )
 
@@ -245,7 +245,7 @@ func TestDraftAgainstMinimalServer(t *testing.T) {
 			srv.unreads, srv.latestID, srv.postOnly = tc.unreads, tc.latestID, tc.postOnly
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			var cached *cache.Features
+			var cached *features.Features
 			for i, want := range []struct {
 				rt   int
 				path login.Path

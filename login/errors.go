@@ -11,7 +11,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/features"
 )
 
 // Sentinel errors that a failed login matches with errors.Is. Every error
@@ -155,7 +155,7 @@ var errStale = errors.New("cached features are stale")
 // offers now; the caller should store it and retry once.
 type StaleError struct {
 	Reason string
-	Live   cache.Features
+	Live   features.Features
 }
 
 func (e *StaleError) Error() string { return "cached features are stale: " + e.Reason }

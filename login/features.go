@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/features"
 )
 
 // maxListed bounds how many names of one kind (mechanisms, inline features,
@@ -49,10 +49,10 @@ type wireFeatures struct {
 
 // decodeFeatures reads the <stream:features> element whose start has just
 // been read from d.
-func decodeFeatures(d *xml.Decoder, start xml.StartElement) (cache.Features, error) {
+func decodeFeatures(d *xml.Decoder, start xml.StartElement) (features.Features, error) {
 	var w wireFeatures
 	if err := d.DecodeElement(&w, &start); err != nil {
-		return cache.Features{}, protocolErrorf("features: %v", err)
+		return features.Features{}, protocolErrorf("features: %v", err)
 	}
 	return w.features(), nil
 }
@@ -60,25 +60,25 @@ func decodeFeatures(d *xml.Decoder, start xml.StartElement) (cache.Features, err
 // ParseFeatures parses a serialized <stream:features> element (with the
 // stream namespace bound) into the cache's structure. It is what the login
 // does with the server's features, exposed for tests, fuzzing and tools.
-func ParseFeatures(data []byte) (cache.Features, error) {
+func ParseFeatures(data []byte) (features.Features, error) {
 	d := xml.NewDecoder(strings.NewReader(string(data)))
 	for {
 		tok, err := d.Token()
 		if err != nil {
-			return cache.Features{}, protocolErrorf("features: %v", err)
+			return features.Features{}, protocolErrorf("features: %v", err)
 		}
 		if start, ok := tok.(xml.StartElement); ok {
 			if start.Name.Local != "features" || start.Name.Space != NSStream {
-				return cache.Features{}, protocolErrorf("features: unexpected <%s xmlns='%s'>", start.Name.Local, start.Name.Space)
+				return features.Features{}, protocolErrorf("features: unexpected <%s xmlns='%s'>", start.Name.Local, start.Name.Space)
 			}
 			return decodeFeatures(d, start)
 		}
 	}
 }
 
-func (w *wireFeatures) features() cache.Features {
-	var f cache.Features
-	f.Version = cache.FeaturesVersion
+func (w *wireFeatures) features() features.Features {
+	var f features.Features
+	f.Version = features.Version
 	if w.StartTLS != nil {
 		f.StartTLS = true
 	}
@@ -137,7 +137,7 @@ func names(in []string) []string {
 
 // mergePostAuth folds what the post-authentication features say into the
 // pre-authentication record that is cached.
-func mergePostAuth(pre *cache.Features, post cache.Features) {
+func mergePostAuth(pre *features.Features, post features.Features) {
 	pre.SM = pre.SM || post.SM
 	pre.CSI = pre.CSI || post.CSI
 	pre.Bind2Draft = pre.Bind2Draft || post.Bind2Draft

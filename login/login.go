@@ -17,7 +17,7 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stream"
 
-	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/features"
 )
 
 // Path is the way a login authenticates and binds.
@@ -104,7 +104,7 @@ type Config struct {
 	Password string
 	// Features is what the cache knows of the server; nil means a cache
 	// miss: the server's features are read before the first SASL write.
-	Features *cache.Features
+	Features *features.Features
 	// Path forces a path; PathAuto (zero) picks the best one offered.
 	Path Path
 	// Mechanisms lists the SASL mechanisms the client may use, most
@@ -246,7 +246,7 @@ type Result struct {
 	Draft *DraftBound
 	// Features is what the server offered on this login (pre-auth features
 	// with the post-auth ones folded in), to be cached.
-	Features cache.Features
+	Features features.Features
 	// Stale reports that the live features differed from the cached ones.
 	Stale bool
 	// FAST reports that the login authenticated with Config.Token.
@@ -364,7 +364,7 @@ func (n *negotiation) negotiate(ctx context.Context, in, out *stream.Info, s *xm
 
 func (n *negotiation) run(ctx context.Context, r *reader) error {
 	cached := n.cfg.Features
-	var live cache.Features
+	var live features.Features
 	var p plan
 	if cached != nil && cached.NoPipeline {
 		// The server refuses pipelined data: read its features first.
@@ -455,22 +455,22 @@ func (n *negotiation) write(p []byte) error {
 	return err
 }
 
-func (n *negotiation) readHeaderAndFeatures(r *reader) (cache.Features, error) {
+func (n *negotiation) readHeaderAndFeatures(r *reader) (features.Features, error) {
 	n.step = "stream header"
 	if err := r.header(); err != nil {
-		return cache.Features{}, err
+		return features.Features{}, err
 	}
 	n.step = "features"
 	start, err := r.next()
 	if err != nil {
-		return cache.Features{}, err
+		return features.Features{}, err
 	}
 	if start.Name != (xml.Name{Space: NSStream, Local: "features"}) {
-		return cache.Features{}, protocolErrorf("expected <stream:features>, got <%s xmlns='%s'>", start.Name.Local, start.Name.Space)
+		return features.Features{}, protocolErrorf("expected <stream:features>, got <%s xmlns='%s'>", start.Name.Local, start.Name.Space)
 	}
 	f, err := decodeFeatures(r.d, start)
 	if err != nil {
-		return cache.Features{}, err
+		return features.Features{}, err
 	}
 	f.Domain = n.domain.String()
 	f.DirectTLS = n.cfg.DirectTLS

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/features"
 )
 
 // prosodyFeatures is what Prosody 13.0.1 sends before authentication over
@@ -27,10 +27,10 @@ func TestParseFeatures(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		in   string
-		want cache.Features
+		want features.Features
 	}{
-		{"prosody", prosodyFeatures, cache.Features{
-			Version:         cache.FeaturesVersion,
+		{"prosody", prosodyFeatures, features.Features{
+			Version:         features.Version,
 			SASLMechanisms:  []string{"OAUTHBEARER", "PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS"},
 			ChannelBindings: []string{"tls-exporter"},
 			SASL2:           true,
@@ -40,15 +40,15 @@ func TestParseFeatures(t *testing.T) {
 			SMInline:        true,
 			FASTMechanisms:  []string{"HT-SHA-256-EXPR", "HT-SHA-256-NONE"},
 		}},
-		{"draft", draftFeatures, cache.Features{
-			Version: cache.FeaturesVersion, Bind2Draft: true, ClassicBind: true, SM: true,
+		{"draft", draftFeatures, features.Features{
+			Version: features.Version, Bind2Draft: true, ClassicBind: true, SM: true,
 		}},
 		{"starttls", `<stream:features xmlns:stream='http://etherx.jabber.org/streams'><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>`,
-			cache.Features{Version: cache.FeaturesVersion, StartTLS: true}},
+			features.Features{Version: features.Version, StartTLS: true}},
 		{"duplicates and blanks", `<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism> PLAIN </mechanism><mechanism>PLAIN</mechanism><mechanism></mechanism></mechanisms></stream:features>`,
-			cache.Features{Version: cache.FeaturesVersion, SASLMechanisms: []string{"PLAIN"}}},
+			features.Features{Version: features.Version, SASLMechanisms: []string{"PLAIN"}}},
 		{"wrong namespace is not a feature", `<stream:features xmlns:stream='http://etherx.jabber.org/streams'><authentication xmlns='urn:xmpp:sasl:1'><mechanism>PLAIN</mechanism></authentication></stream:features>`,
-			cache.Features{Version: cache.FeaturesVersion}},
+			features.Features{Version: features.Version}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ParseFeatures([]byte(tc.in))

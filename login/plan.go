@@ -12,7 +12,7 @@ import (
 
 	"mellium.im/sasl"
 
-	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/features"
 )
 
 // plan is the login chosen from a set of features.
@@ -20,7 +20,7 @@ type plan struct {
 	path   Path
 	mech   string
 	remote []string // the mechanisms offered on that path
-	f      cache.Features
+	f      features.Features
 	neg    *sasl.Negotiator
 	more   bool   // the mechanism expects more server data
 	sent   int    // client SASL messages sent so far
@@ -39,7 +39,7 @@ func (p *plan) finalClientMessage() bool {
 
 // plan chooses path and mechanism from features f. It never chooses
 // something f does not offer, nor a mechanism the connection does not allow.
-func (n *negotiation) plan(f cache.Features) (plan, error) {
+func (n *negotiation) plan(f features.Features) (plan, error) {
 	p := plan{f: f, path: n.cfg.Path}
 	if p.path == PathAuto {
 		switch {
@@ -94,7 +94,7 @@ func (n *negotiation) plan(f cache.Features) (plan, error) {
 // ones. The plan stands only if the live features would have chosen the same
 // path and mechanism: a stale cache never keeps a login on a weaker or
 // withdrawn mechanism.
-func (n *negotiation) checkLive(p plan, live cache.Features) error {
+func (n *negotiation) checkLive(p plan, live features.Features) error {
 	lp, err := n.plan(live)
 	if err != nil {
 		return err
@@ -185,7 +185,7 @@ func (n *negotiation) userAgent(b *bytes.Buffer) {
 
 // bind2Request writes the inline <bind xmlns='urn:xmpp:bind:0'> with the
 // features the server lists inline: carbons, SM (resumable) and CSI.
-func (n *negotiation) bind2Request(b *bytes.Buffer, f cache.Features) {
+func (n *negotiation) bind2Request(b *bytes.Buffer, f features.Features) {
 	b.WriteString("<bind xmlns='urn:xmpp:bind:0'><tag>")
 	escapeAttr(b, n.cfg.Tag)
 	b.WriteString("</tag>")
@@ -237,7 +237,7 @@ func escapeAttr(b *bytes.Buffer, s string) {
 // server offers its mechanism inline in SASL2, the connection allows it (a
 // verified certificate unless InsecureAllowPlain), it has not expired, and
 // there is a user-agent id (FAST requires one).
-func (n *negotiation) tokenUsable(f cache.Features) bool {
+func (n *negotiation) tokenUsable(f features.Features) bool {
 	t := n.cfg.Token
 	if t == nil || n.tokenRefused || len(t.Secret) == 0 || n.cfg.UserAgent.ID == "" {
 		return false

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,8 +16,6 @@ import (
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/stream"
-
-	"github.com/pipebind/pipebind/cache"
 )
 
 // A scripted MAM server for the bounds tests: the client side is a real
@@ -164,7 +161,7 @@ type syncRun struct {
 	rep     Report
 	err     error
 	queries []mamQuery
-	db      *cache.DB
+	db      *memStore
 }
 
 // syncAgainst runs one Reconcile (unknown target: page until complete)
@@ -179,11 +176,7 @@ func syncAgainstFake(t *testing.T, cfg Config, f *fakeMAM) syncRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	db, err := cache.Open(ctx, filepath.Join(t.TempDir(), "cache.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := newMemStore()
 	cfg.Account, cfg.Store = alice, db
 	s := New(cfg)
 
@@ -243,14 +236,10 @@ func pageOf(after string, n, size int) mamPage {
 	return fullPage(to == n, ids("m", from, max(to-from, 0))...)
 }
 
-func storedIDs(t *testing.T, db *cache.DB) []string {
+func storedIDs(t *testing.T, db *memStore) []string {
 	t.Helper()
-	msgs, err := db.Messages(context.Background(), alice.String(), cache.MessageQuery{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, m := range msgs {
+	for _, m := range db.messages(alice.String()) {
 		out = append(out, m.StanzaID)
 	}
 	return out
@@ -440,7 +429,7 @@ func TestBoundBuffered(t *testing.T) {
 		mu.Unlock()
 		return pageOf(q.after, n, q.max)
 	}
-	cfg := Config{PageSize: page, OnMessage: func(cache.StoredMessage) { <-release }}
+	cfg := Config{PageSize: page, OnMessage: func(StoredMessage) { <-release }}
 	r := syncAgainst(t, cfg, script)
 	if r.err != nil {
 		t.Fatal(r.err)

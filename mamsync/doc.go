@@ -31,7 +31,7 @@
 // # An expired cursor
 //
 // When the server no longer knows the cursor (item-not-found: the archive
-// expired past it), Reconcile fetches the newest page, records a cache.Gap
+// expired past it), Reconcile fetches the newest page, records a Gap
 // between the old cursor and that page, and continues from there. The gap
 // is reported and kept; nothing is lost silently and nothing loops.
 //

@@ -10,8 +10,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/pipebind/pipebind/cache"
 )
 
 // streamTokens returns the tokens encoding/xml gives for raw as a
@@ -171,7 +169,7 @@ func TestHandleRawMatchesHandleElement(t *testing.T) {
 	for i, raw := range append(append([]string{}, corpus...),
 		`<message xmlns="jabber:client" to="alice@example.org/r"><result xmlns="urn:xmpp:mam:2" queryid="q1" id="AbC-12"><forwarded xmlns="urn:xmpp:forward:0"><delay xmlns="urn:xmpp:delay" stamp="2025-01-01T00:00:00.000000Z"/><message xmlns="jabber:client" from="bob@example.org/res" to="alice@example.org" type="chat" id="msg-1"><body>hi &amp; ünïcödé</body><origin-id xmlns="urn:xmpp:sid:0" id="o"/></message></forwarded></result></message>`) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			collect := func(fast bool) (bool, []cache.Message) {
+			collect := func(fast bool) (bool, []Message) {
 				s := New(Config{Account: alice})
 				qid := ""
 				if in, err := Parse(alice, []byte(raw)); err == nil {

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
-
-	"github.com/pipebind/pipebind/cache"
 )
 
 // Namespaces.
@@ -53,7 +51,7 @@ const (
 type Incoming struct {
 	Kind    Kind
 	QueryID string // KindResult only
-	Message cache.Message
+	Message Message
 }
 
 // Parse classifies a serialized top-level <message> received by account and
@@ -500,8 +498,8 @@ func live(bare jid.JID, f *msgFields, delay *string, jids *jidCache) (Incoming, 
 // entry builds the cache record of a (forwarded or direct) message, without
 // its id and Raw. delay is the forwarding's stamp, preferred to the
 // message's own.
-func entry(bare jid.JID, f *msgFields, delay *string, jids *jidCache) (cache.Message, error) {
-	var m cache.Message
+func entry(bare jid.JID, f *msgFields, delay *string, jids *jidCache) (Message, error) {
+	var m Message
 	from, fromStr, err := jids.bare(f.from)
 	if err != nil && f.from != "" {
 		return m, fmt.Errorf("mamsync: invalid from %q", truncate(f.from))
@@ -511,10 +509,10 @@ func entry(bare jid.JID, f *msgFields, delay *string, jids *jidCache) (cache.Mes
 		return m, fmt.Errorf("mamsync: invalid to %q", truncate(f.to))
 	}
 	if f.from == "" || from.Equal(bare) {
-		m.Direction = cache.DirectionOut
+		m.Direction = DirectionOut
 		m.Peer = toStr
 	} else {
-		m.Direction = cache.DirectionIn
+		m.Direction = DirectionIn
 		m.Peer = fromStr
 	}
 	if f.bodyTooBig {

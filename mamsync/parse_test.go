@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
-
-	"github.com/pipebind/pipebind/cache"
 )
 
 var alice = jid.MustParse("alice@example.org")
@@ -19,24 +17,24 @@ func TestParse(t *testing.T) {
 		kind    Kind
 		id      string
 		peer    string
-		dir     cache.Direction
+		dir     Direction
 		body    string
 		errWant error // nil: ok; ErrNotArchived; errAny: any other error
 	}{
 		{"mam result (XEP-0313 example)", `<message xmlns='jabber:client' id='aeb213' to='alice@example.org/chamber'><result xmlns='urn:xmpp:mam:2' queryid='f27' id='28482-98726-73623'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='2010-07-10T23:08:25Z'/><message xmlns='jabber:client' to='alice@example.org/balcony' from='romeo@montague.lit/orchard' type='chat'><body>Call me but love</body></message></forwarded></result></message>`,
-			KindResult, "28482-98726-73623", "romeo@montague.lit", cache.DirectionIn, "Call me but love", nil},
+			KindResult, "28482-98726-73623", "romeo@montague.lit", DirectionIn, "Call me but love", nil},
 		{"mam result, own message", `<message xmlns='jabber:client' from='alice@example.org'><result xmlns='urn:xmpp:mam:2' queryid='q' id='x1'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='2024-01-01T00:00:00.123Z'/><message xmlns='jabber:client' from='alice@example.org/phone' to='bob@example.org'><body>hi</body></message></forwarded></result></message>`,
-			KindResult, "x1", "bob@example.org", cache.DirectionOut, "hi", nil},
+			KindResult, "x1", "bob@example.org", DirectionOut, "hi", nil},
 		{"mam result from someone else", `<message xmlns='jabber:client' from='mallory@evil.example'><result xmlns='urn:xmpp:mam:2' queryid='q' id='x1'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='bob@example.org'><body>hi</body></message></forwarded></result></message>`,
 			0, "", "", 0, "", errAny},
 		{"live with stanza-id", `<message xmlns='jabber:client' from='bob@example.org/pc' to='alice@example.org' type='chat'><body>yo</body><stanza-id xmlns='urn:xmpp:sid:0' id='s9' by='alice@example.org'/><origin-id xmlns='urn:xmpp:sid:0' id='o1'/></message>`,
-			KindLive, "s9", "bob@example.org", cache.DirectionIn, "yo", nil},
+			KindLive, "s9", "bob@example.org", DirectionIn, "yo", nil},
 		{"live, stanza-id by someone else", `<message xmlns='jabber:client' from='bob@example.org/pc'><body>yo</body><stanza-id xmlns='urn:xmpp:sid:0' id='s9' by='bob@example.org'/></message>`,
 			0, "", "", 0, "", ErrNotArchived},
 		{"received carbon", `<message xmlns='jabber:client' from='alice@example.org' to='alice@example.org/r'><received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='bob@example.org/x' to='alice@example.org/other'><body>c</body><stanza-id xmlns='urn:xmpp:sid:0' id='c1' by='alice@example.org'/></message></forwarded></received></message>`,
-			KindLive, "c1", "bob@example.org", cache.DirectionIn, "c", nil},
+			KindLive, "c1", "bob@example.org", DirectionIn, "c", nil},
 		{"sent carbon", `<message xmlns='jabber:client' from='alice@example.org' to='alice@example.org/r'><sent xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='alice@example.org/other' to='bob@example.org'><body>s</body><stanza-id xmlns='urn:xmpp:sid:0' id='c2' by='alice@example.org'/></message></forwarded></sent></message>`,
-			KindLive, "c2", "bob@example.org", cache.DirectionOut, "s", nil},
+			KindLive, "c2", "bob@example.org", DirectionOut, "s", nil},
 		{"forged carbon", `<message xmlns='jabber:client' from='mallory@evil.example'><received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='bob@example.org/x'><body>c</body><stanza-id xmlns='urn:xmpp:sid:0' id='c1' by='alice@example.org'/></message></forwarded></received></message>`,
 			0, "", "", 0, "", errAny},
 		{"bad stamp", `<message xmlns='jabber:client'><result xmlns='urn:xmpp:mam:2' id='x'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='yesterday'/><message xmlns='jabber:client' from='b@c'/></forwarded></result></message>`,

@@ -11,15 +11,13 @@ import (
 
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
-
-	"github.com/pipebind/pipebind/cache"
 )
 
 // collector gathers the results of one MAM query page. Handle fills it on
 // the session's Serve goroutine; the query's owner reads it once the
 // answer has come (all results precede the answer on the stream).
 type collector struct {
-	msgs []cache.Message
+	msgs []Message
 	bad  int // results past the page size asked for: dropped, and an error
 
 	max    int    // results accepted: the RSM <max/> asked for
@@ -30,13 +28,13 @@ type collector struct {
 }
 
 // add records one result (called with Syncer.mu held).
-func (c *collector) add(m cache.Message) {
+func (c *collector) add(m Message) {
 	if len(c.msgs) >= c.max {
 		c.bad++ // the server sent more than asked: bounded, then an error
 		return
 	}
 	if c.msgs == nil {
-		c.msgs = make([]cache.Message, 0, min(c.max, 1024))
+		c.msgs = make([]Message, 0, min(c.max, 1024))
 	}
 	c.msgs = append(c.msgs, m)
 	if c.target != "" && m.StanzaID == c.target {
@@ -170,7 +168,7 @@ func (s *Syncer) drop(p *pending) {
 }
 
 // finish returns p's page once its answer a has come.
-func (s *Syncer) finish(p *pending, a answer) ([]cache.Message, Fin, error) {
+func (s *Syncer) finish(p *pending, a answer) ([]Message, Fin, error) {
 	s.drop(p)
 	if a.err != nil {
 		if p.afterIDSent && errors.Is(a.err, errBadRequest) {
@@ -195,7 +193,7 @@ func (s *Syncer) finish(p *pending, a answer) ([]cache.Message, Fin, error) {
 }
 
 // wait waits for p's answer (bounded by ctx) and returns its page.
-func (s *Syncer) wait(ctx context.Context, p *pending) ([]cache.Message, Fin, error) {
+func (s *Syncer) wait(ctx context.Context, p *pending) ([]Message, Fin, error) {
 	select {
 	case a := <-p.answer:
 		return s.finish(p, a)
@@ -207,7 +205,7 @@ func (s *Syncer) wait(ctx context.Context, p *pending) ([]cache.Message, Fin, er
 
 // query sends one MAM query page and returns its results and <fin>,
 // retrying once without after-id when the server rejects that field.
-func (s *Syncer) query(ctx context.Context, sess *xmpp.Session, o queryOpts) ([]cache.Message, Fin, error) {
+func (s *Syncer) query(ctx context.Context, sess *xmpp.Session, o queryOpts) ([]Message, Fin, error) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	p := s.send(ctx, sess, &wg, o)

@@ -16,8 +16,6 @@ import (
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
-
-	"github.com/pipebind/pipebind/cache"
 )
 
 // Errors a Reconcile may return (wrapped), for errors.Is.
@@ -41,8 +39,8 @@ var (
 type Config struct {
 	// Account is the account whose archive is mirrored (bare JID).
 	Account jid.JID
-	// Store is the local message cache.
-	Store *cache.DB
+	// Store is the local message store (package cache implements it).
+	Store Store
 	// PageSize is the RSM <max> asked for; servers cap it (Prosody 50,
 	// ejabberd 250). A page with more results is ErrPageOverflow. Zero
 	// means 250.
@@ -52,7 +50,7 @@ type Config struct {
 	MaxPages int
 	// OnMessage is called once for every message newly stored, in store
 	// order, from the goroutine that stored it. It must not block for long.
-	OnMessage func(cache.StoredMessage)
+	OnMessage func(StoredMessage)
 	// OnProgress is called after each stored batch of pages.
 	OnProgress func(Progress)
 	// SentMessages returns how many messages the session has written since
@@ -94,12 +92,12 @@ type Target struct {
 // Report is the outcome of a Reconcile.
 type Report struct {
 	Progress
-	LatestID      string     `json:"latest_id"`       // the server's newest id (as reported, or the last fetched)
-	LocalLatestID string     `json:"local_latest_id"` // the local cursor before
-	Cursor        string     `json:"cursor"`          // the local cursor after
-	Queried       bool       `json:"queried"`         // a MAM query was sent
-	Gap           *cache.Gap `json:"gap,omitempty"`   // the archive expired past the cursor
-	Live          int        `json:"live"`            // live messages merged after the paging
+	LatestID      string `json:"latest_id"`       // the server's newest id (as reported, or the last fetched)
+	LocalLatestID string `json:"local_latest_id"` // the local cursor before
+	Cursor        string `json:"cursor"`          // the local cursor after
+	Queried       bool   `json:"queried"`         // a MAM query was sent
+	Gap           *Gap   `json:"gap,omitempty"`   // the archive expired past the cursor
+	Live          int    `json:"live"`            // live messages merged after the paging
 	// PeakBuffered is the most fetched messages the paging held in memory
 	// at once: the batch being gathered plus the one being stored. It is
 	// bounded by about two batches (maxBatch, 4,000 messages, each plus at
@@ -116,11 +114,11 @@ type Syncer struct {
 
 	mu        sync.Mutex
 	queries   map[string]*collector
-	holding   int             // >0 while a reconcile or catch-up runs: live messages are held
-	ready     bool            // a reconcile has succeeded: the cursor is meaningful
-	held      []cache.Message // live messages held, in arrival order
-	overflow  bool            // a live message was not held (maxHeld): ask the archive
-	sentMark  uint32          // messages written by the session when the cursor was last known complete
+	holding   int       // >0 while a reconcile or catch-up runs: live messages are held
+	ready     bool      // a reconcile has succeeded: the cursor is meaningful
+	held      []Message // live messages held, in arrival order
+	overflow  bool      // a live message was not held (maxHeld): ask the archive
+	sentMark  uint32    // messages written by the session when the cursor was last known complete
 	need      chan struct{}
 	noAfterID bool       // the server rejects the after-id form field
 	pageHint  int        // results per page the server gives (0: not known yet)
@@ -217,7 +215,7 @@ func (s *Syncer) handle(ctx context.Context, in Incoming, perr error) (consumed 
 	s.mu.Unlock()
 	// Contiguous with the cursor: store it and move the cursor past it; it
 	// will never be fetched from MAM.
-	_, err = s.append(ctx, []cache.Message{in.Message}, in.Message.StanzaID)
+	_, err = s.append(ctx, []Message{in.Message}, in.Message.StanzaID)
 	return false, err
 }
 
@@ -229,11 +227,11 @@ func (s *Syncer) contiguousLocked() bool {
 }
 
 // append stores msgs and delivers the new ones.
-func (s *Syncer) append(ctx context.Context, msgs []cache.Message, cursor string) (cache.AppendResult, error) {
+func (s *Syncer) append(ctx context.Context, msgs []Message, cursor string) (AppendResult, error) {
 	s.storeMu.Lock()
 	defer s.storeMu.Unlock()
 	if err := ctx.Err(); err != nil {
-		return cache.AppendResult{}, fmt.Errorf("%w: %w", ErrStore, err)
+		return AppendResult{}, fmt.Errorf("%w: %w", ErrStore, err)
 	}
 	// Once begun, a store runs to its end (a batch is bounded: maxBatch
 	// messages and a page). With a ctx that can end, the SQLite driver
@@ -275,7 +273,7 @@ func (s *Syncer) run(ctx context.Context, sess *xmpp.Session, t Target) (rep Rep
 	defer func() {
 		s.mu.Lock()
 		s.holding--
-		var held []cache.Message
+		var held []Message
 		if err == nil {
 			s.ready = true
 		}
@@ -331,7 +329,7 @@ func (s *Syncer) markComplete() {
 }
 
 // mergeHeld stores the live messages held during a query.
-func (s *Syncer) mergeHeld(ctx context.Context, held []cache.Message) (int, error) {
+func (s *Syncer) mergeHeld(ctx context.Context, held []Message) (int, error) {
 	if len(held) == 0 {
 		return 0, nil
 	}
@@ -381,7 +379,7 @@ var testHookBatchFull func()
 
 // fetchedPage is one MAM page, as the fetcher in page hands it over.
 type fetchedPage struct {
-	msgs     []cache.Message
+	msgs     []Message
 	count    int  // fin.Count, or -1
 	done     bool // the last page: the paging reached its target
 	err      error
@@ -391,9 +389,9 @@ type fetchedPage struct {
 // stored is what the storer reports for a batch, returning its emptied
 // slice for reuse.
 type stored struct {
-	res   cache.AppendResult
+	res   AppendResult
 	err   error
-	batch []cache.Message
+	batch []Message
 }
 
 // abandonWait bounds how long a finished paging waits for the answer to a
@@ -417,7 +415,7 @@ func (s *Syncer) page(ctx context.Context, sess *xmpp.Session, after string, t T
 		defer close(pages)
 		s.fetch(fctx, sess, after, t, pages)
 	}()
-	toStore := make(chan []cache.Message)
+	toStore := make(chan []Message)
 	results := make(chan stored)
 	go func() {
 		defer close(results)
@@ -448,12 +446,12 @@ func (s *Syncer) page(ctx context.Context, sess *xmpp.Session, after string, t T
 	}()
 
 	var (
-		batch    []cache.Message
-		spare    []cache.Message // the other batch's slice, back from the storer
-		reported Progress        // as last given to OnProgress
-		end      bool            // the fetcher has said its last
-		endErr   error           // and it was this error
-		endFound bool            // and it was the last page, not an error
+		batch    []Message
+		spare    []Message // the other batch's slice, back from the storer
+		reported Progress  // as last given to OnProgress
+		end      bool      // the fetcher has said its last
+		endErr   error     // and it was this error
+		endFound bool      // and it was the last page, not an error
 	)
 	for {
 		if end && !busy && len(batch) == 0 {
@@ -474,7 +472,7 @@ func (s *Syncer) page(ctx context.Context, sess *xmpp.Session, after string, t T
 		}
 		var (
 			in  <-chan fetchedPage
-			out chan<- []cache.Message
+			out chan<- []Message
 		)
 		if !end && len(batch) < maxBatch {
 			in = pages
@@ -567,7 +565,7 @@ func (s *Syncer) fetch(ctx context.Context, sess *xmpp.Session, after string, t 
 	var cycle cycleCheck
 	for n := 1; ; n++ {
 		var (
-			msgs []cache.Message
+			msgs []Message
 			fin  Fin
 			err  error
 		)
@@ -607,7 +605,7 @@ func (s *Syncer) fetch(ctx context.Context, sess *xmpp.Session, after string, t 
 		}
 		p := fetchedPage{msgs: msgs, count: fin.Count, done: fin.Complete, progress: true}
 		if o.target != "" {
-			if i := slices.IndexFunc(msgs, func(m cache.Message) bool { return m.StanzaID == o.target }); i >= 0 {
+			if i := slices.IndexFunc(msgs, func(m Message) bool { return m.StanzaID == o.target }); i >= 0 {
 				// Messages after latest-id reach this session live: they are
 				// not stored from the archive.
 				p.msgs, p.done = msgs[:i+1], true
@@ -657,7 +655,7 @@ func (s *Syncer) fetch(ctx context.Context, sess *xmpp.Session, after string, t 
 // answers the same position with the same page within twice the length of
 // the loop and what came before it. A server that makes up new pages
 // forever is bounded by Config.MaxPages.
-func nextPosition(after string, msgs []cache.Message, fin Fin, cycle *cycleCheck) (string, error) {
+func nextPosition(after string, msgs []Message, fin Fin, cycle *cycleCheck) (string, error) {
 	if len(msgs) == 0 {
 		return "", fmt.Errorf("%w: an empty page after %q that is not the last", ErrNoProgress, truncate(after))
 	}
@@ -707,11 +705,11 @@ func (s *Syncer) recoverExpired(ctx context.Context, sess *xmpp.Session, old str
 		return nil // the archive is empty now
 	}
 	if t.Known && t.LatestID != "" {
-		if i := slices.IndexFunc(msgs, func(m cache.Message) bool { return m.StanzaID == t.LatestID }); i >= 0 {
+		if i := slices.IndexFunc(msgs, func(m Message) bool { return m.StanzaID == t.LatestID }); i >= 0 {
 			msgs = msgs[:i+1]
 		}
 	}
-	gap := cache.Gap{AfterID: old, BeforeID: msgs[0].StanzaID, Detected: time.Now().UTC()}
+	gap := Gap{AfterID: old, BeforeID: msgs[0].StanzaID, Detected: time.Now().UTC()}
 	if err := s.cfg.Store.AddGap(ctx, s.cfg.Account.String(), gap); err != nil {
 		return fmt.Errorf("mamsync: %w", err)
 	}

@@ -1,4 +1,4 @@
-package cache
+package features
 
 import (
 	"slices"
@@ -37,7 +37,7 @@ func TestNormalize(t *testing.T) {
 
 func TestEqual(t *testing.T) {
 	base := Features{
-		Version:         FeaturesVersion,
+		Version:         Version,
 		Domain:          "example.org",
 		SeenAt:          time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
 		DirectTLS:       true,
