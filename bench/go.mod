@@ -6,7 +6,10 @@ replace github.com/pipebind/pipebind => ../
 
 require (
 	github.com/pipebind/pipebind v0.0.0-00010101000000-000000000000
+	github.com/rs/zerolog v1.35.1
 	github.com/xmppo/go-xmpp v0.4.1
+	go.uber.org/goleak v1.3.0
+	mellium.im/sasl v0.3.2
 	mellium.im/xmpp v0.22.0
 )
 
@@ -15,7 +18,6 @@ require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
 	github.com/mattn/go-sqlite3 v1.14.53 // indirect
-	github.com/rs/zerolog v1.35.1 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/mod v0.41.0 // indirect
 	golang.org/x/net v0.61.0 // indirect
@@ -24,6 +26,5 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/tools v0.51.0 // indirect
 	mellium.im/reader v0.1.0 // indirect
-	mellium.im/sasl v0.3.2 // indirect
 	mellium.im/xmlstream v0.15.4 // indirect
 )

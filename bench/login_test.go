@@ -19,7 +19,7 @@ import (
 
 // BenchmarkLogin logs in to the in-process server through the emulated
 // path with pipebind (warm FAST, warm PLAIN, classic) and go-xmpp (PLAIN), the Go
-// benchmark form of "pipebind bench" (which runs each client in its own
+// benchmark form of cmd/pipebind-bench (which runs each client in its own
 // process, adds Prosody, the floor and the storm, and is what BENCHMARKS.md
 // reports). RTs/op are counted on the proxy (flights − 1 for TLS 1.3).
 //

@@ -5,7 +5,6 @@
 //	pipebind demo [flags]        run the embedded test server and compare logins
 //	pipebind sync [flags] JID    reconcile the local message cache with the archive
 //	pipebind history [flags] JID list cached messages
-//	pipebind bench [flags]       benchmark logins through an emulated network
 //
 // Run "pipebind COMMAND -h" for a command's flags.
 package main
@@ -46,8 +45,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = history(ctx, args[1:], stdout, stderr)
 	case "cache":
 		err = cacheCmd(ctx, args[1:], stdout, stderr)
-	case "bench":
-		err = bench(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0
@@ -75,7 +72,6 @@ commands:
   sync [flags] JID    log in and bring the local message cache level with the archive
   history [flags] JID list the messages held in the local cache
   cache show|forget   inspect or delete what the cache stores (keys redacted)
-  bench [flags]       benchmark logins through an emulated network (see BENCHMARKS.md)
 
 Run "pipebind COMMAND -h" for the flags of a command.
 `)

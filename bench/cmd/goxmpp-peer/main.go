@@ -1,6 +1,6 @@
 // Command goxmpp-peer logs in with github.com/xmppo/go-xmpp v0.4.1 on
-// behalf of "pipebind bench -goxmpp": it speaks the peer protocol of
-// cmd/pipebind/bench_peer.go (one command per line on stdin, one JSON
+// behalf of "pipebind-bench -goxmpp": it speaks the peer protocol of
+// bench/cmd/pipebind-bench/peer.go (one command per line on stdin, one JSON
 // object per line on stdout) for the client kinds goxmpp-fast,
 // goxmpp-plain and goxmpp-scram. The password is read from
 // PIPEBIND_BENCH_PASSWORD.
@@ -25,7 +25,7 @@ import (
 	xmpp "github.com/xmppo/go-xmpp"
 )
 
-// reply mirrors peerReply in cmd/pipebind/bench_peer.go.
+// reply mirrors peerReply in bench/cmd/pipebind-bench/peer.go.
 type reply struct {
 	Err        string `json:"err,omitempty"`
 	NS         int64  `json:"ns,omitempty"`

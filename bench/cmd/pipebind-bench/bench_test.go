@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// TestBenchInProcess runs pipebind bench against the in-process server
+// TestBenchInProcess runs pipebind-bench against the in-process server
 // with the clients in this process and checks the round trips the proxy
 // counted, the storm and the Markdown report.
 func TestBenchInProcess(t *testing.T) {
@@ -23,7 +23,7 @@ func TestBenchInProcess(t *testing.T) {
 	md := filepath.Join(t.TempDir(), "BENCHMARKS.md")
 	var out, errb bytes.Buffer
 	prof := filepath.Join(t.TempDir(), "fast.pprof")
-	code := run(ctx, []string{"bench", "-n", "2", "-rtt", "10ms", "-inprocess-peers", "-json", "-storm", "20", "-storm-rtt", "10ms",
+	code := run(ctx, []string{"-n", "2", "-rtt", "10ms", "-inprocess-peers", "-json", "-storm", "20", "-storm-rtt", "10ms",
 		"-profile", prof, "-profile-n", "3", "-markdown", md}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
@@ -103,10 +103,10 @@ func TestBenchInProcess(t *testing.T) {
 
 func TestBenchUsage(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"bench", "-rtt", "fast"}, &out, &errb); code != 1 {
+	if code := run(context.Background(), []string{"-rtt", "fast"}, &out, &errb); code != 1 {
 		t.Errorf("bad -rtt: exit %d, want 1", code)
 	}
-	if code := run(context.Background(), []string{"bench", "extra"}, &out, &errb); code != 2 {
+	if code := run(context.Background(), []string{"extra"}, &out, &errb); code != 2 {
 		t.Errorf("extra argument: exit %d, want 2", code)
 	}
 }

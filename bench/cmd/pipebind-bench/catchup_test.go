@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// TestBenchCatchupProsody runs the MAM catch-up of pipebind bench against a
+// TestBenchCatchupProsody runs the MAM catch-up of pipebind-bench against a
 // real Prosody with a small archive, and Prosody's first-flight timings:
 // every message must reach pipebind's store and the raw client, both
 // paced by Prosody's pages of at most 50.
@@ -24,7 +24,7 @@ func TestBenchCatchupProsody(t *testing.T) {
 	md := filepath.Join(t.TempDir(), "BENCHMARKS.md")
 	var out, errb bytes.Buffer
 	const n = 260
-	code := run(ctx, []string{"bench", "-prosody", "-inproc=false", "-rtt", "", "-catchup", "260", "-catchup-runs", "2",
+	code := run(ctx, []string{"-prosody", "-inproc=false", "-rtt", "", "-catchup", "260", "-catchup-runs", "2",
 		"-server-cost", "2", "-json", "-markdown", md}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
@@ -74,7 +74,7 @@ func TestBenchCatchupProsody(t *testing.T) {
 
 func TestBenchCatchupNeedsProsody(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"bench", "-catchup", "10"}, &out, &errb); code != 1 {
+	if code := run(context.Background(), []string{"-catchup", "10"}, &out, &errb); code != 1 {
 		t.Errorf("-catchup without -prosody: exit %d, want 1 (%s)", code, errb.String())
 	}
 }

@@ -1,7 +1,7 @@
 package main
 
-// The client side of "pipebind bench": each client kind runs in its own
-// peer process (pipebind bench -peer KIND), so its CPU time, allocations
+// The client side of pipebind-bench: each client kind runs in its own
+// peer process (pipebind-bench -peer KIND), so its CPU time, allocations
 // and memory are its own, not those of the proxy or the in-process server
 // that run in the parent. The parent drives a peer with one command per
 // line on its stdin and reads one JSON object per line (peerReply) from
@@ -13,8 +13,8 @@ package main
 //	          them in at once again and keep them idle (reply: stormReply);
 //	          "close" closes them all
 //
-// The go-xmpp peer of the nested module bench/ (bench/cmd/goxmpp-peer)
-// speaks the same protocol, which keeps go-xmpp out of this module.
+// The go-xmpp peer (bench/cmd/goxmpp-peer) speaks the same protocol from
+// a binary of its own, so that this one does not link go-xmpp.
 
 import (
 	"bufio"
@@ -213,7 +213,7 @@ func newPeerClient(ctx context.Context, pc peerConfig, tmp string) (peerClient, 
 	return nil, fmt.Errorf("unknown client kind %q", pc.Kind)
 }
 
-// pipebindConfig is the configuration of a pipebind bench client. With
+// pipebindConfig is the configuration of a pipebind-bench client. With
 // withCache it opens a cache in tmp as cfg.Cache: client.Client.Close does
 // not close a cache passed in, so the caller closes cfg.Cache when done.
 func pipebindConfig(ctx context.Context, pc peerConfig, tlsCfg *tls.Config, tmp string, path login.Path, mechs []string, withCache bool) (client.Config, error) {

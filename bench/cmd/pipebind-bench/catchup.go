@@ -1,6 +1,6 @@
 package main
 
-// The MAM catch-up of "pipebind bench -prosody -catchup N" (issue 6, item
+// The MAM catch-up of "pipebind-bench -prosody -catchup N" (issue 6, item
 // 4): a Prosody 13 archive of N messages, fetched by pipebind (login, MAM
 // reconciliation into a fresh SQLite cache) and by a minimal raw client
 // that sends the same page queries one after another and only scans the

@@ -1,8 +1,7 @@
 package main
 
-// pipebind bench: login benchmarks through an emulated network path
-// (internal/netem) against a real Prosody 13 (-prosody) and the
-// in-process server, the physical floor of a login, and a reconnect storm.
+// The login benchmarks: the client kinds (rows), the runs against each
+// server at each RTT, the ratios, the storm and the CPU profile.
 // See BENCHMARKS.md; scripts/bench regenerates it.
 
 import (
@@ -15,7 +14,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -23,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pipebind/pipebind/internal/netem"
@@ -199,8 +196,12 @@ type benchOpts struct {
 }
 
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs := flag.NewFlagSet("pipebind-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: pipebind-bench [flags]\n\nBenchmark logins through an emulated network (see BENCHMARKS.md).\n\nflags:\n")
+		fs.PrintDefaults()
+	}
 	var o benchOpts
 	var rtts, only string
 	fs.IntVar(&o.n, "n", 20, "timed logins per client and RTT")
@@ -239,10 +240,6 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
-	// main handles only os.Interrupt; a SIGTERM (timeout(1), CI) must
-	// still stop Prosody and the peers.
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
-	defer stop()
 	if o.peer.Kind != "" {
 		o.peer.Password = os.Getenv(benchPasswordEnv)
 		o.peer.Timeout = o.timeout
@@ -275,7 +272,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// The command as it reads in the report: temporary paths by their
 	// base names.
-	o.command = "pipebind bench " + strings.Join(args, " ")
+	o.command = "pipebind-bench " + strings.Join(args, " ")
 	for _, f := range []string{o.goxmpp, o.profile, o.stormHeap} {
 		if f != "" {
 			o.command = strings.ReplaceAll(o.command, f, filepath.Base(f))
@@ -361,7 +358,7 @@ func startPeerProfiled(ctx context.Context, o benchOpts, kind string, goxmpp boo
 		if err != nil {
 			return nil, err
 		}
-		argv = []string{exe, "bench"}
+		argv = []string{exe}
 	}
 	argv = append(argv, "-peer", kind, "-addr", addr, "-domain", t.domain, "-ca", t.caFile, "-user", t.user, "-timeout", o.timeout.String())
 	if cpuProfile != "" {
