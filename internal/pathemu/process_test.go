@@ -22,9 +22,14 @@ const helperEnv = "PATHEMU_TEST_HELPER"
 // the server namespace.
 const helperAddr = ServerAddr + ":7"
 
-// runHelper listens on helperAddr, says "ready", echoes one connection and
-// exits.
+// runHelper runs the helper named by helperEnv: "echo" listens on
+// helperAddr, says "ready", echoes one connection and exits; "available"
+// prints what Available says.
 func runHelper() int {
+	if os.Getenv(helperEnv) == "available" {
+		fmt.Println(Available())
+		return 0
+	}
 	ln, err := net.Listen("tcp", helperAddr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
@@ -41,11 +46,16 @@ func runHelper() int {
 	return 0
 }
 
+// helperEnviron is the environment of a helper process.
+func helperEnviron(helper string) []string {
+	// GORACE: a -race binary otherwise sleeps a second before exiting.
+	return append(os.Environ(), helperEnv+"="+helper, "GORACE=atexit_sleep_ms=0")
+}
+
 func TestStartInServerNamespace(t *testing.T) {
 	e := newEmu(t, RTT(10*time.Millisecond))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	// GORACE: a -race binary otherwise sleeps a second before exiting.
-	cmd.Env = append(os.Environ(), helperEnv+"=1", "GORACE=atexit_sleep_ms=0")
+	cmd.Env = helperEnviron("echo")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -85,5 +95,28 @@ func TestStartInServerNamespace(t *testing.T) {
 	exited = true
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("helper: %v", err)
+	}
+}
+
+// TestAvailableSaysWhatIsMissing runs Available in a process whose
+// capability bounding set lacks what emulators need (as root in a
+// container that does not grant them).
+func TestAvailableSaysWhatIsMissing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs root to drop capabilities; not run with -short")
+	}
+	if err := Available(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("setpriv", "--bounding-set=-net_admin,-sys_admin", "--", os.Args[0], "-test.run=^$")
+	cmd.Env = helperEnviron("available")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("setpriv: %v: %s", err, out)
+	}
+	for _, want := range []string{"CAP_NET_ADMIN", "CAP_SYS_ADMIN"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("without %s, Available said: %s", want, out)
+		}
 	}
 }
