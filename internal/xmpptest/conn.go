@@ -155,6 +155,10 @@ type conn struct {
 	sm         smState
 	smH        atomic.Uint32 // XEP-0198 inbound 'h'; written by the connection goroutine
 	csi        string
+	heldResult *element // Config.SMEnabledFirst: an IQ result for after <enabled/>
+
+	// Server-initiated questions (probe.go), guarded by their mutex.
+	probes probes
 
 	// XEP-0198 outbound state (sm.go), guarded by wmu.
 	smo     smOut

@@ -187,7 +187,8 @@ func (c *conn) handleIQ(el *element) error {
 func (c *conn) serverIQ(el *element) error {
 	typ := el.attrValue("type")
 	if typ == "result" || typ == "error" {
-		return nil // the server sends no requests
+		c.probeAnswer(el) // the server's only requests are probes
+		return nil
 	}
 	payloads := el.children()
 	if len(payloads) != 1 {
@@ -210,6 +211,10 @@ func (c *conn) serverIQ(el *element) error {
 		reply.setAttr("to", c.jid.String())
 	}
 	reply.add(res)
+	if c.cfg.SMEnabledFirst && p.is(nsCarbons, "enable") && !c.sm.enabled {
+		c.heldResult = reply // sent after <enabled/> (handleSMEnable)
+		return nil
+	}
 	if err := c.send(reply); err != nil {
 		return err
 	}

@@ -136,6 +136,11 @@ type Config struct {
 	// SMRequestEvery stanzas it sends on a stream with stream management on.
 	// Zero means the server never asks for acks.
 	SMRequestEvery int
+	// SMEnabledFirst answers a client's <enable/> (XEP-0198, classic path)
+	// before the carbons-enable IQ it pipelined in front of it, as ejabberd
+	// 24.12 does: the IQ result is held until the <enable/> is answered.
+	// Only for clients that send <enable/> right after that IQ.
+	SMEnabledFirst bool
 	// SMResumeFeatures sends <stream:features/> after a SASL2 <success/>
 	// that resumed a session (after the retransmitted stanzas), as Prosody 13
 	// does. XEP-0198 §inline-resume says they MUST NOT be sent: off by

@@ -179,10 +179,16 @@ func (c *conn) handleSMEnable(el *element) error {
 	wasOn := c.sm.enabled
 	e := c.enableSM(el)
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	err := c.writeLocked(e.name, false, e.appendXML(nil, nsClient))
 	if !wasOn && c.sm.enabled {
 		c.startSMOutLocked()
+	}
+	c.wmu.Unlock()
+	if held := c.heldResult; held != nil && err == nil {
+		// Config.SMEnabledFirst: the IQ result after <enabled/>, counted
+		// as the session's first stanza.
+		c.heldResult = nil
+		err = c.send(held)
 	}
 	return err
 }
@@ -224,6 +230,7 @@ func (c *conn) handleSMAck(el *element) error {
 	c.wmu.Lock()
 	err = c.smo.ack(uint32(h))
 	c.wmu.Unlock()
+	c.ackArrived(uint32(h))
 	var high *errAckTooHigh
 	if errors.As(err, &high) {
 		return high.streamError()
