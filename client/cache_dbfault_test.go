@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -447,7 +448,8 @@ func TestCacheFaultFull(t *testing.T) {
 // TestCacheFaultDeletedMidRun: the cache file is deleted while the client
 // runs; a live message then arrives. It is not stored into the deleted file
 // (which would vanish at Close): the sync reports cache.ErrGone, and the
-// next login builds a new file with everything.
+// next login builds a new file with everything. (Live messages are stored
+// off the reading goroutine: the test waits for the store's error line.)
 func TestCacheFaultDeletedMidRun(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cache.db")
 	s := faultSetup(t, path, 200)
@@ -458,8 +460,10 @@ func TestCacheFaultDeletedMidRun(t *testing.T) {
 	defer bob.Close()
 
 	arrived := make(chan struct{}, 1)
+	stored := &logSignal{sub: "storing live messages failed", ch: make(chan struct{})}
 	cfg := testConfig(t, s, "alice", nil)
 	cfg.CachePath, cfg.OnMessage = path, noDelivery(t)
+	cfg.Logger = zerolog.New(stored)
 	cfg.Handler = xmpp.HandlerFunc(func(_ xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 		if start.Name.Local == "message" {
 			select {
@@ -483,11 +487,12 @@ func TestCacheFaultDeletedMidRun(t *testing.T) {
 	if err := sendChat(bob, "alice@localhost", "after the delete"); err != nil {
 		t.Fatal(err)
 	}
-	// The handler sees a message after the store was tried.
-	select {
-	case <-arrived:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the live message did not arrive")
+	for _, ch := range []chan struct{}{arrived, stored.ch} {
+		select {
+		case <-ch:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the live message did not arrive, or its store was not tried")
+		}
 	}
 	_, err = alice.SyncReport(context.Background())
 	if !errors.Is(err, cache.ErrGone) {
@@ -495,6 +500,21 @@ func TestCacheFaultDeletedMidRun(t *testing.T) {
 	}
 	alice.Close()
 	checkHealed(t, s, path)
+}
+
+// logSignal is a log writer that closes ch at the first line containing
+// sub.
+type logSignal struct {
+	sub  string
+	ch   chan struct{}
+	once sync.Once
+}
+
+func (w *logSignal) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), w.sub) {
+		w.once.Do(func() { close(w.ch) })
+	}
+	return len(p), nil
 }
 
 // helperReadOnlyDial is the "readonly-dial" job, run by a process that

@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
-	"net"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,10 +11,13 @@ import (
 	"github.com/rs/zerolog"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
+	"mellium.im/xmpp/stanza"
 
 	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/login"
 	"github.com/pipebind/pipebind/mamsync"
+	"github.com/pipebind/pipebind/sm"
+	"github.com/pipebind/pipebind/wire"
 )
 
 // ErrClosed is returned by Err after Close.
@@ -79,12 +79,12 @@ type Timings struct {
 // that follows its login.
 type link struct {
 	sess *xmpp.Session
-	conn net.Conn
+	conn *wire.Conn // the stream layer under sess
 	info Info
 	log  zerolog.Logger
 	db   *cache.DB // the message cache, nil without one
 	cfg  Config
-	sm   *smSession
+	sm   *sm.Session
 
 	closeTimeout time.Duration
 
@@ -105,14 +105,14 @@ type link struct {
 	syncErr  error
 }
 
-func newLink(cfg Config, sess *xmpp.Session, conn net.Conn, info Info, db *cache.DB, sm *smSession, log zerolog.Logger) *link {
+func newLink(cfg Config, st *login.Stream, info Info, db *cache.DB, sess *sm.Session, log zerolog.Logger) *link {
 	c := &link{
-		sess:         sess,
-		conn:         conn,
+		sess:         st.Session,
+		conn:         st.Conn,
 		info:         info,
 		log:          log,
 		cfg:          cfg,
-		sm:           sm,
+		sm:           sess,
 		db:           db,
 		closeTimeout: cfg.closeTimeout(),
 		done:         make(chan struct{}),
@@ -132,9 +132,10 @@ func (c *link) start() {
 	if !cfg.NoPresence && !info.Resumed {
 		// Before the archive is asked where it stands: every message
 		// archived after that answer is then routed to this session.
-		presence = sess.Send(c.ctx, xml.NewDecoder(strings.NewReader("<presence/>"))) == nil
+		presence = sess.Send(c.ctx, stanza.Presence{}.Wrap(nil)) == nil
 	}
 	if c.db != nil && !cfg.NoSync {
+		conn := c.conn
 		c.syncer = mamsync.New(mamsync.Config{
 			Account:    info.JID.Bare(),
 			Store:      c.db,
@@ -142,23 +143,23 @@ func (c *link) start() {
 			OnMessage:  cfg.OnMessage,
 			OnProgress: cfg.OnSyncProgress,
 			SentMessages: func() uint32 {
-				_, m := login.StanzasOut(sess)
+				_, m := conn.StanzasOut()
 				return m
 			},
 			LiveComplete: presence || info.Draft != nil,
 			Logger:       cfg.Logger,
 		})
-		// MAM results, the bulk of a catch-up, are taken off the wire
-		// before the session decodes them (mamsync.Syncer.HandleRaw); what
-		// that declines still reaches mamHandler.
-		syncer, ctx := c.syncer, c.ctx
-		login.SetInboundHook(sess, func(raw []byte) bool { return syncer.HandleRaw(ctx, raw) })
+		// Every top-level message is shown to the syncer as it comes off
+		// the wire, before the session decodes it: MAM results (the bulk of
+		// a catch-up) end there; everything else reaches the handler,
+		// decoded once.
+		c.conn.SetInboundTap(c.syncer.HandleRaw)
 	}
 	h := cfg.Handler
 	if h == nil {
 		h = xmpp.HandlerFunc(func(xmlstream.TokenReadEncoder, *xml.StartElement) error { return nil })
 	}
-	go c.serve(smHandler{c: c, next: mamHandler{c: c, next: h}, enabled: info.SM.Enabled})
+	go c.serve(c.sm.Handler(c.conn, h, c.log))
 	c.startSync(cfg, c.db)
 }
 
@@ -233,66 +234,4 @@ func (c *link) Send(ctx context.Context, r xml.TokenReader) error {
 		return err
 	}
 	return c.sess.Send(context.WithoutCancel(ctx), r)
-}
-
-// smHandler answers XEP-0198 ack requests with the count of stanzas the
-// session has handled (login.StanzasIn: IQ results mellium routes to SendIQ
-// callers included, plus those of earlier connections of a resumed
-// session), applies the server's acks to the unacked queue, and passes
-// everything else to the application.
-type smHandler struct {
-	c       *link
-	next    xmpp.Handler
-	enabled bool
-}
-
-func (h smHandler) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-	if start.Name.Space == login.NSSM {
-		switch start.Name.Local {
-		case "r":
-			if !h.enabled {
-				return nil
-			}
-			hv := login.StanzasIn(h.c.sess)
-			if h.c.sm != nil {
-				hv = h.c.sm.handled(hv)
-			}
-			a := xml.StartElement{
-				Name: xml.Name{Space: login.NSSM, Local: "a"},
-				Attr: []xml.Attr{{Name: xml.Name{Local: "h"}, Value: strconv.FormatUint(uint64(hv), 10)}},
-			}
-			if err := t.EncodeToken(a); err != nil {
-				return err
-			}
-			return t.EncodeToken(a.End())
-		case "a":
-			if !h.enabled || h.c.sm == nil {
-				return nil
-			}
-			for _, at := range start.Attr {
-				if at.Name.Local != "h" {
-					continue
-				}
-				v, err := strconv.ParseUint(at.Value, 10, 32)
-				if err != nil {
-					h.c.log.Warn().Str("h", truncate(at.Value, 32)).Msg("stream management: invalid ack ignored")
-					return nil
-				}
-				if err := h.c.sm.ack(uint32(v)); err != nil {
-					h.c.log.Warn().Err(err).Msg("stream management: this session will not be resumed")
-				}
-			}
-			return nil
-		case "enabled", "failed":
-			return nil
-		}
-	}
-	return h.next.HandleXMPP(t, start)
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

@@ -198,13 +198,13 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (*link, err
 			Resume:             resume,
 		}
 		if !cfg.NoSM {
-			lcfg.OnStanzaOut = c.sm.onStanza
+			lcfg.OnStanzaOut = c.sm.Record
 		}
 		if keys != nil {
 			lcfg.KeyStore = keys
 		}
 		loginStart := time.Now()
-		sess, res, err := login.Negotiate(ctx, tc.conn, lcfg)
+		st, err := login.Negotiate(ctx, tc.conn, lcfg)
 		info.Timings.Login = time.Since(loginStart)
 		if err != nil {
 			tc.conn.Close()
@@ -251,6 +251,7 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (*link, err
 			}
 			return fail(err)
 		}
+		res := &st.Result
 		info.Result = *res
 		info.ScramKeysCached = keys != nil && keys.used
 		if attempt > 1 {
@@ -275,7 +276,7 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (*link, err
 		if cfg.Trace != nil && cfg.Trace.LoginDone != nil {
 			cfg.Trace.LoginDone(info, nil)
 		}
-		return newLink(cfg, sess, tc.conn, info, db, &c.sm, log), nil
+		return newLink(cfg, st, info, db, &c.sm, log), nil
 	}
 }
 

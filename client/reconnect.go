@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +16,8 @@ import (
 	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/login"
 	"github.com/pipebind/pipebind/mamsync"
+	"github.com/pipebind/pipebind/sm"
+	"github.com/pipebind/pipebind/wire"
 )
 
 // EventKind says what happened to a client's connection.
@@ -144,7 +145,7 @@ type Client struct {
 	log   zerolog.Logger
 	db    *cache.DB
 	ownDB bool
-	sm    smSession
+	sm    sm.Session
 
 	cacheFault error         // a cache file fault Dial worked around
 	openTime   time.Duration // opening the cache file
@@ -232,10 +233,10 @@ func (c *Client) Send(ctx context.Context, r xml.TokenReader) error {
 	if err := l.Send(ctx, r); err != nil {
 		return err
 	}
-	if c.sm.needRequest() {
+	if c.sm.NeedRequest() {
 		// One <r/> at a time asks the server to acknowledge what is in
 		// flight, so the unacked queue drains.
-		if err := l.Send(context.WithoutCancel(ctx), xml.NewDecoder(strings.NewReader("<r xmlns='urn:xmpp:sm:3'/>"))); err != nil {
+		if err := l.Send(context.WithoutCancel(ctx), sm.Request()); err != nil {
 			return nil // the stanza itself was written; the drop is handled by the loop
 		}
 	}
@@ -358,7 +359,7 @@ func (c *Client) linkEnded(l *link) {
 		return // Close: it finishes
 	}
 	c.setOffline()
-	resume := c.sm.dropped(login.StanzasIn(l.sess))
+	resume := c.sm.Dropped(l.conn.StanzasIn())
 	_ = l.Close() // its goroutines (sync) end before the next login
 	c.log.Info().Err(cause).Bool("resumable", resume != nil).Msg("connection lost")
 	c.emit(Event{Kind: EventOffline, Err: cause})
@@ -437,56 +438,27 @@ func (c *Client) connect(ctx context.Context, resume *login.Resume) (*link, int,
 // afterLogin brings stream management up to date with the new connection
 // before anything else is written on it: after a resume, the stanzas the
 // server did not receive go out first, in order; after a fresh bind, the
-// counters restart and unacknowledged messages are sent again.
+// counters restart and unacknowledged messages are sent again (presence and
+// IQs belong to the lost session).
 func (c *Client) afterLogin(l *link, resumeTried bool) (int, error) {
-	var again [][]byte
+	var again []sm.Stanza
 	if l.info.Resumed {
 		var err error
-		if again, err = c.sm.resumed(l.info.ResumedH); err != nil {
+		if again, err = c.sm.Resumed(l.info.ResumedH); err != nil {
 			return 0, err
 		}
 	} else {
 		if resumeTried {
-			for _, p := range c.sm.pending() {
-				if isMessage(p) {
-					again = append(again, p)
+			for _, st := range c.sm.Pending() {
+				if st.Kind == wire.KindMessage {
+					again = append(again, st)
 				}
 			}
 		}
-		c.sm.reset(&l.info.Result)
+		c.sm.Reset(l.info.SM, l.info.JID)
 	}
-	if len(again) == 0 {
-		return 0, nil
-	}
-	var buf []byte
-	for _, p := range again {
-		buf = append(buf, p...)
-	}
-	if _, err := l.sess.Conn().Write(buf); err != nil {
-		return 0, fmt.Errorf("client: re-sending %d unacknowledged stanzas: %w", len(again), err)
-	}
-	if c.sm.needRequest() {
-		if _, err := l.sess.Conn().Write([]byte("<r xmlns='urn:xmpp:sm:3'/>")); err != nil {
-			return 0, err
-		}
+	if err := c.sm.Resend(l.conn, again); err != nil {
+		return 0, fmt.Errorf("client: %w", err)
 	}
 	return len(again), nil
-}
-
-// isMessage reports whether a captured stanza is a <message>.
-func isMessage(p []byte) bool {
-	if len(p) < 2 || p[0] != '<' {
-		return false
-	}
-	name := p[1:]
-	for i, b := range name {
-		if b == ' ' || b == '>' || b == '/' || b == '\t' || b == '\n' || b == '\r' {
-			name = name[:i]
-			break
-		}
-	}
-	if i := strings.IndexByte(string(name), ':'); i >= 0 {
-		name = name[i+1:]
-	}
-	return string(name) == "message"
 }

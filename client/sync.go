@@ -1,95 +1,17 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
-
-	"mellium.im/xmlstream"
-	"mellium.im/xmpp"
 
 	"github.com/pipebind/pipebind/cache"
-	"github.com/pipebind/pipebind/login"
 	"github.com/pipebind/pipebind/mamsync"
 )
 
 // ErrNoSync is returned by SyncReport when no reconciliation runs (no
 // cache, or Config.NoSync).
 var ErrNoSync = errors.New("client: message sync is off")
-
-// mamHandler shows every incoming message to the syncer first; what it does
-// not consume goes to the application's handler unchanged.
-type mamHandler struct {
-	c    *link
-	next xmpp.Handler
-}
-
-func (h mamHandler) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-	if h.c.syncer == nil || start.Name.Local != "message" || start.Name.Space != login.NSClient {
-		return h.next.HandleXMPP(t, start)
-	}
-	// The syncer reads the message from the session's tokens in one pass
-	// and hands it back serialized; MAM results (the bulk of a catch-up)
-	// end there, without a second decoding.
-	raw, consumed, err := h.c.syncer.HandleElement(h.c.ctx, *start, t)
-	switch {
-	case errors.Is(err, mamsync.ErrStore):
-		// The store failed: data, not cache. Report it and keep the session.
-		h.c.log.Error().Err(err).Msg("storing a live message failed; the next reconcile fetches it")
-		h.c.setSyncErr(err)
-	case err != nil:
-		return err // reading the stream failed
-	}
-	if consumed {
-		return nil
-	}
-	d := xml.NewDecoder(bytes.NewReader(raw))
-	tok, err := d.Token() // the start element, as already given
-	if err != nil {
-		return err
-	}
-	s, ok := tok.(xml.StartElement)
-	if !ok {
-		return fmt.Errorf("client: replaying a message: %T first", tok)
-	}
-	return h.next.HandleXMPP(replay{TokenReader: d, TokenWriter: t}, &s)
-}
-
-// replay reads a buffered element while writing to the session.
-type replay struct {
-	xml.TokenReader
-	xmlstream.TokenWriter
-}
-
-func (r replay) Encode(v any) error {
-	return xml.NewEncoder(tokenWriterIO{r.TokenWriter}).Encode(v)
-}
-
-func (r replay) EncodeElement(v any, start xml.StartElement) error {
-	return xml.NewEncoder(tokenWriterIO{r.TokenWriter}).EncodeElement(v, start)
-}
-
-// tokenWriterIO lets encoding/xml encode through a token writer.
-type tokenWriterIO struct{ w xmlstream.TokenWriter }
-
-func (w tokenWriterIO) Write(p []byte) (int, error) {
-	d := xml.NewDecoder(bytes.NewReader(p))
-	for {
-		tok, err := d.Token()
-		if err == io.EOF {
-			return len(p), nil
-		}
-		if err != nil {
-			return 0, err
-		}
-		if err := w.w.EncodeToken(xml.CopyToken(tok)); err != nil {
-			return 0, err
-		}
-	}
-}
 
 // startSync runs the reconciliation after the login and the catch-up loop,
 // on goroutines that Close stops.
@@ -120,6 +42,14 @@ func (c *link) startSync(cfg Config, db *cache.DB) {
 			select {
 			case <-c.ctx.Done():
 				return
+			case <-c.syncer.Live():
+				// Live messages are stored here, never on the session's
+				// reading goroutine: a store waiting for the database
+				// delays no acknowledgement and no IQ answer.
+				if _, err := c.syncer.StoreLive(c.ctx); err != nil && c.ctx.Err() == nil {
+					c.log.Error().Err(err).Msg("storing live messages failed; the next reconcile fetches them")
+					c.setSyncErr(err)
+				}
 			case <-c.syncer.NeedCatchUp():
 				if _, err := c.syncer.CatchUp(c.ctx, c.sess); err != nil && c.ctx.Err() == nil {
 					c.log.Warn().Err(err).Msg("catch-up failed")

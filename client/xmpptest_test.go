@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -145,6 +146,40 @@ func TestClassicFallback(t *testing.T) {
 		if info.Path != login.PathClassic || info.JID.Resourcepart() == "" || !info.Carbons || info.Mechanism != "SCRAM-SHA-256" {
 			t.Errorf("login %d: %+v", i, info.Result)
 		}
+	}
+}
+
+// TestClassicAnswerOrder: on the classic path, carbons-enable and SM
+// <enable/> go out together; the server may answer them in either order
+// (ejabberd 24.12 answers <enabled/> first). Both orders log in, and the
+// stanzas after <enabled/> count for stream management: the client's h
+// matches what the server sent.
+func TestClassicAnswerOrder(t *testing.T) {
+	for _, enabledFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("enabled first %v", enabledFirst), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			s := newTestServer(t, xmpptest.Config{NoSASL2: true, SMEnabledFirst: enabledFirst})
+			cfg := testConfig(t, s, "alice", nil)
+			cfg.NoSync, cfg.NoPresence = true, true
+			c, err := client.Dial(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			info := c.Info()
+			if info.Path != login.PathClassic || !info.Carbons || !info.SM.Enabled {
+				t.Fatalf("path %s, carbons %v, SM %+v", info.Path, info.Carbons, info.SM)
+			}
+			h, _, err := s.RequestAck(ctx, info.JID.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, ok := s.SMSession(info.JID.String())
+			if !ok || h != st.Sent {
+				t.Errorf("the client acknowledged h=%d; the server sent %d stanzas since <enabled/>", h, st.Sent)
+			}
+		})
 	}
 }
 
@@ -436,7 +471,7 @@ func TestSMAckCountsEveryStanza(t *testing.T) {
 		}
 		resp.Close()
 	}
-	if got := login.StanzasIn(alice.Session()); got != 2 {
+	if got := client.StanzasIn(alice); got != 2 {
 		t.Errorf("StanzasIn = %d after two IQ results, want 2", got)
 	}
 }

@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
-	"strconv"
 
 	"mellium.im/xmpp/jid"
 
 	"github.com/pipebind/pipebind/features"
+	"github.com/pipebind/pipebind/sm"
 )
 
 // classic runs RFC 6120 SASL after the <auth> was written, restarts the
@@ -117,68 +117,93 @@ func (n *negotiation) bindClassic(_ context.Context, r *reader, post features.Fe
 		return protocolErrorf("resource binding returned %q for %s", truncate(res.JID, 128), n.bare)
 	}
 	n.res.JID = j
+	return n.enableAfterBind(r, post)
+}
 
+// enableAfterBind enables carbons and stream management in one write and
+// reads the two answers in whatever order they come: RFC 6120 does not order
+// a nonza against an IQ result, and ejabberd 24.12 answers <enabled/> first
+// where Prosody answers the IQ first.
+func (n *negotiation) enableAfterBind(r *reader, post features.Features) error {
 	n.step = "enable"
-	b.Reset()
 	wantCarbons := !n.cfg.NoCarbons
 	wantSM := !n.cfg.NoSM && post.SM
+	var b []byte
 	if wantCarbons {
-		b.WriteString("<iq type='set' id='pb-carbons'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+		b = append(b, "<iq type='set' id='pb-carbons'><enable xmlns='urn:xmpp:carbons:2'/></iq>"...)
 	}
 	if wantSM {
-		b.WriteString("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+		b = sm.AppendEnable(b, true)
 	}
-	if b.Len() == 0 {
+	if len(b) == 0 {
 		return nil
 	}
-	if err := n.write(b.Bytes()); err != nil {
+	if err := n.write(b); err != nil {
 		return err
 	}
-	if wantCarbons {
-		err := n.readIQResult(r, "pb-carbons", nil)
-		var se *stanzaError
-		switch {
-		case err == nil:
-			n.res.Carbons = true
-		case asStanzaError(err, &se):
-			// A server without carbons answers with an error: not fatal.
-			n.log.Debug().Str("condition", se.Condition).Msg("carbons not enabled")
-		default:
-			return err
-		}
-	}
-	if wantSM {
+	for wantCarbons || wantSM {
 		start, err := r.next()
 		if err != nil {
 			return err
 		}
-		switch start.Name {
-		case xml.Name{Space: NSSM, Local: "enabled"}:
-			var e struct {
-				ID       string `xml:"id,attr"`
-				Resume   string `xml:"resume,attr"`
-				Max      string `xml:"max,attr"`
-				Location string `xml:"location,attr"`
-			}
-			if err := r.d.DecodeElement(&e, &start); err != nil {
-				return protocolErrorf("sm enabled: %v", err)
-			}
-			n.res.SM = SMState{Enabled: true, ID: truncate(e.ID, 1024), Resumable: e.Resume == "true" || e.Resume == "1", Location: truncate(e.Location, 1024)}
-			if e.Max != "" {
-				if m, err := strconv.Atoi(e.Max); err == nil && m >= 0 {
-					n.res.SM.Max = m
-				}
-			}
-		case xml.Name{Space: NSSM, Local: "failed"}:
-			if err := r.d.Skip(); err != nil {
-				return err
-			}
-			n.log.Debug().Msg("stream management not enabled")
+		switch {
+		case wantCarbons && start.Name == xml.Name{Space: NSClient, Local: "iq"}:
+			wantCarbons = false
+			err = n.carbonsAnswer(r, start)
+		case wantSM && start.Name.Space == sm.NS:
+			wantSM = false
+			err = n.smAnswer(r, start)
 		default:
-			return protocolErrorf("unexpected <%s xmlns='%s'> while enabling stream management", start.Name.Local, start.Name.Space)
+			err = protocolErrorf("unexpected <%s xmlns='%s'> while enabling carbons and stream management", start.Name.Local, start.Name.Space)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// carbonsAnswer reads the answer to the carbons IQ, whose start was read. An
+// error answer is not fatal: the server has no carbons.
+func (n *negotiation) carbonsAnswer(r *reader, start xml.StartElement) error {
+	err := n.iqAnswer(r, start, "pb-carbons", nil)
+	var se *stanzaError
+	switch {
+	case err == nil:
+		n.res.Carbons = true
+	case asStanzaError(err, &se):
+		n.log.Debug().Str("condition", se.Condition).Msg("carbons not enabled")
+	default:
+		return err
+	}
+	return nil
+}
+
+// smAnswer reads <enabled/> or <failed/>, whose start was read. From
+// <enabled/> on, the stanzas the client reads count for stream management
+// (XEP-0198 §4): an IQ answer after it is the session's first.
+func (n *negotiation) smAnswer(r *reader, start xml.StartElement) error {
+	switch start.Name.Local {
+	case "enabled":
+		var e sm.Enabled
+		if err := r.d.DecodeElement(&e, &start); err != nil {
+			return protocolErrorf("sm enabled: %v", err)
+		}
+		st, err := e.State()
+		if err != nil {
+			return err
+		}
+		n.res.SM = st
+		n.conn.CountStanzas()
+		return nil
+	case "failed":
+		if err := r.d.Skip(); err != nil {
+			return err
+		}
+		n.log.Debug().Msg("stream management not enabled")
+		return nil
+	}
+	return protocolErrorf("unexpected <%s xmlns='%s'> while enabling stream management", start.Name.Local, start.Name.Space)
 }
 
 // stanzaError is an IQ error answer during the login.
@@ -207,6 +232,11 @@ func (n *negotiation) readIQResult(r *reader, id string, v any) error {
 	if err != nil {
 		return err
 	}
+	return n.iqAnswer(r, start, id, v)
+}
+
+// iqAnswer reads the answer to the IQ with id, whose start was read.
+func (n *negotiation) iqAnswer(r *reader, start xml.StartElement, id string, v any) error {
 	if start.Name.Local != "iq" || start.Name.Space != NSClient {
 		return protocolErrorf("unexpected <%s xmlns='%s'> while waiting for IQ %s", start.Name.Local, start.Name.Space, id)
 	}

@@ -257,12 +257,13 @@ func TestDraftAgainstMinimalServer(t *testing.T) {
 					want.rt = 4
 				}
 				conn := srv.dial(t, ctx)
-				sess, res, err := login.Negotiate(ctx, conn, login.Config{
+				st, err := login.Negotiate(ctx, conn, login.Config{
 					JID: jid.MustParse("alice@draft.test"), Password: "pw", Features: cached, Mechanisms: []string{"PLAIN"},
 				})
 				if err != nil {
 					t.Fatalf("login %d: %v", i, err)
 				}
+				sess, res := st.Session, &st.Result
 				if res.Path != want.path || res.RoundTrips != want.rt || res.JID.String() != "alice@draft.test/r4nd0m" || res.Draft == nil {
 					t.Fatalf("login %d: path %s, %d round trips, jid %s, draft %v; want %s in %d", i, res.Path, res.RoundTrips, res.JID, res.Draft, want.path, want.rt)
 				}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/pipebind/pipebind/features"
+	"github.com/pipebind/pipebind/wire"
 )
 
 // Sentinel errors that a failed login matches with errors.Is. Every error
@@ -27,7 +28,7 @@ var (
 	ErrRefused = errors.New("server refused the login")
 	// ErrProtocol means the server sent something the protocol does not
 	// allow at that point, or something that could not be parsed.
-	ErrProtocol = errors.New("protocol error")
+	ErrProtocol = wire.ErrProtocol
 	// ErrTLS means the TLS handshake failed, the certificate did not verify,
 	// or the server would not secure the stream.
 	ErrTLS = errors.New("TLS error")
@@ -238,6 +239,20 @@ func classify(ctx context.Context, step string, path Path, domain string, err er
 func protocolErrorf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
 }
+
+// Limits on what a server can make the client buffer (package wire's, which
+// enforces them). A top-level element (a stanza) beyond MaxStanzaBytes or
+// nested deeper than MaxDepth ends the session with ErrTooLarge; so do login
+// answers beyond MaxLoginBytes.
+const (
+	MaxStanzaBytes = wire.DefaultMaxBytes
+	MaxDepth       = wire.DefaultMaxDepth
+	MaxLoginBytes  = wire.DefaultMaxLoginBytes
+)
+
+// ErrTooLarge reports a server element beyond the limits above. It matches
+// ErrProtocol.
+var ErrTooLarge = wire.ErrTooLarge
 
 // ErrTokenRejected is wrapped by a login error when the server refused
 // Config.Token and then closed the stream before the password could be

@@ -18,6 +18,8 @@ import (
 	"mellium.im/xmpp/stream"
 
 	"github.com/pipebind/pipebind/features"
+	"github.com/pipebind/pipebind/sm"
+	"github.com/pipebind/pipebind/wire"
 )
 
 // Path is the way a login authenticates and binds.
@@ -170,9 +172,9 @@ type Config struct {
 	Resume *Resume
 	// OnStanzaOut, if set, is called with every complete stanza (message,
 	// presence, iq) written on the connection after the login, in order,
-	// from the writing goroutine: stream management's unacked queue. p is
-	// only valid during the call.
-	OnStanzaOut func(p []byte)
+	// from the writing goroutine: stream management's unacked queue
+	// (sm.Session.Record). raw is only valid during the call.
+	OnStanzaOut func(raw []byte, k wire.Kind)
 }
 
 // Token is a FAST token as the server issued it. Secret is as sensitive as
@@ -186,16 +188,9 @@ type Token struct {
 	Expiry time.Time
 }
 
-// Resume identifies a stream management session to resume.
-type Resume struct {
-	// ID is the session id from the server's <enabled id=.../>.
-	ID string
-	// H is the number of stanzas the client handled in that session.
-	H uint32
-	// JID is the session's full JID, used when the server's success names
-	// only the bare JID.
-	JID jid.JID
-}
+// Resume identifies a stream management session to resume (package sm's
+// type).
+type Resume = sm.Resume
 
 // DefaultMechanisms is the mechanism preference used when
 // Config.Mechanisms is nil: channel binding first, PLAIN last.
@@ -204,22 +199,14 @@ var DefaultMechanisms = []string{
 	"SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN",
 }
 
-// SMState is what the server said about stream management at bind time.
-type SMState struct {
-	Enabled   bool   `json:"enabled"`
-	ID        string `json:"id,omitempty"`
-	Resumable bool   `json:"resumable"`
-	Max       int    `json:"max,omitempty"`
-	Location  string `json:"location,omitempty"`
-}
+// SMState is what the server said about stream management at bind time
+// (package sm's type).
+type SMState = sm.State
 
 // Flight is one round trip after TLS as the client saw it: when its first
-// byte was written and when the first byte of the answer arrived.
-type Flight struct {
-	Sent     time.Time `json:"sent"`
-	Answered time.Time `json:"answered"`
-	BytesOut int64     `json:"bytes_out"`
-}
+// byte was written and when the first byte of the answer arrived (package
+// wire's type).
+type Flight = wire.Flight
 
 // Result describes a successful login.
 type Result struct {
@@ -269,30 +256,42 @@ type Result struct {
 	Started, Done time.Time
 }
 
+// Stream is a logged-in stream, as Negotiate hands it over.
+type Stream struct {
+	// Session is the mellium session, ready to be served: its decoder has
+	// consumed exactly the login's answers.
+	Session *xmpp.Session
+	// Conn is the stream layer under Session: the stanza counters of
+	// stream management, the inbound tap, the limits. Write to it directly
+	// only before Session is served (sm.Session.Resend).
+	Conn *wire.Conn
+	// Result describes the login.
+	Result Result
+}
+
 // Negotiate logs in over conn, which must be an established TLS connection
-// (Direct TLS or after STARTTLS). It returns a ready *xmpp.Session whose
-// decoder has consumed exactly the login's answers.
+// (Direct TLS or after STARTTLS), and returns the logged-in stream.
 //
 // On failure the error is a *Error; if it is a stale-cache failure
 // (IsStale), the caller may store the live features and retry once on a new
 // connection. Negotiate never closes conn.
-func Negotiate(ctx context.Context, conn net.Conn, cfg Config) (*xmpp.Session, *Result, error) {
+func Negotiate(ctx context.Context, conn net.Conn, cfg Config) (*Stream, error) {
 	n, err := newNegotiation(conn, cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	// The context bounds the login: when it ends, every read and write on
 	// the connection fails at once (mellium's own watcher is not reliable,
-	// see meterConn.SetDeadline).
-	stop := context.AfterFunc(ctx, n.meter.kill)
-	s, err := xmpp.NewSession(ctx, n.domain, n.bare, n.meter, 0, n.negotiate)
+	// see wire.Conn.SetDeadline).
+	stop := context.AfterFunc(ctx, n.conn.Abort)
+	s, err := xmpp.NewSession(ctx, n.domain, n.bare, n.conn, 0, n.negotiate)
 	if !stop() && err == nil {
 		err = ctx.Err() // it ended just as the login did: the connection is dead
 	}
 	if err != nil {
-		return nil, nil, classify(ctx, n.step, n.res.Path, n.domain.String(), err)
+		return nil, classify(ctx, n.step, n.res.Path, n.domain.String(), err)
 	}
-	return s, &n.res, nil
+	return &Stream{Session: s, Conn: n.conn, Result: n.res}, nil
 }
 
 // negotiation is the state of one login.
@@ -300,7 +299,7 @@ type negotiation struct {
 	cfg    Config
 	bare   jid.JID
 	domain jid.JID
-	meter  *meterConn
+	conn   *wire.Conn
 	tls    tls.ConnectionState
 	log    zerolog.Logger
 	step   string
@@ -322,7 +321,7 @@ func newNegotiation(conn net.Conn, cfg Config) (*negotiation, error) {
 		cfg:    cfg,
 		bare:   cfg.JID.Bare(),
 		domain: cfg.JID.Domain(),
-		meter:  newMeterConn(conn, cfg.OnStanzaOut),
+		conn:   wire.New(conn, wire.Options{OnStanzaOut: cfg.OnStanzaOut}),
 		tls:    tc.ConnectionState(),
 		log:    cfg.Logger.With().Str("component", "login").Str("domain", cfg.JID.Domainpart()).Logger(),
 	}
@@ -354,8 +353,9 @@ func (n *negotiation) negotiate(ctx context.Context, in, out *stream.Info, s *xm
 	if n.cfg.Features != nil {
 		n.res.Stale = !n.res.Features.Equal(*n.cfg.Features)
 	}
-	n.res.RoundTrips, n.res.Flights = n.meter.flights()
-	n.res.BytesIn, n.res.BytesOut = n.meter.bytes()
+	m := n.conn.EndLogin()
+	n.res.RoundTrips, n.res.Flights = m.RoundTrips(), m.Flights
+	n.res.BytesIn, n.res.BytesOut = m.BytesIn, m.BytesOut
 	if !s.UpdateAddr(n.res.JID) {
 		return 0, nil, nil, classify(ctx, "bind", n.res.Path, n.domain.String(), protocolErrorf("session already ready"))
 	}
@@ -451,7 +451,7 @@ func (n *negotiation) header() []byte {
 
 // write sends p in one Write on the connection.
 func (n *negotiation) write(p []byte) error {
-	_, err := n.meter.Write(p)
+	_, err := n.conn.Write(p)
 	return err
 }
 

@@ -14,7 +14,6 @@ const (
 	NSBind2        = "urn:xmpp:bind:0"    // XEP-0386 (current)
 	NSBind2Draft   = "urn:xmpp:bind2:0"   // XEP-0386 v0.3.0
 	NSFAST         = "urn:xmpp:fast:0"    // XEP-0484
-	NSSM           = "urn:xmpp:sm:3"      // XEP-0198
 	NSCarbons      = "urn:xmpp:carbons:2" // XEP-0280
 	NSCSI          = "urn:xmpp:csi:0"     // XEP-0352
 	NSChannelBind  = "urn:xmpp:sasl-cb:0" // XEP-0440

@@ -6,13 +6,13 @@ import (
 	"encoding/xml"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"mellium.im/sasl"
 
 	"github.com/pipebind/pipebind/features"
+	"github.com/pipebind/pipebind/sm"
 )
 
 // plan is the login chosen from a set of features.
@@ -139,11 +139,7 @@ func (n *negotiation) firstAuth(p *plan) ([]byte, error) {
 		if r := n.cfg.Resume; r != nil && p.f.SMInline && r.ID != "" {
 			// XEP-0198 §SASL2: processed first; on success the bind below
 			// is ignored, on failure it binds a fresh session.
-			b.WriteString("<resume xmlns='urn:xmpp:sm:3' previd='")
-			escapeAttr(&b, r.ID)
-			b.WriteString("' h='")
-			b.WriteString(strconv.FormatUint(uint64(r.H), 10))
-			b.WriteString("'/>")
+			b.Write(sm.AppendResume(nil, *r))
 			n.resumeSent = true
 		}
 		if p.f.Bind2 {
@@ -192,8 +188,8 @@ func (n *negotiation) bind2Request(b *bytes.Buffer, f features.Features) {
 	if !n.cfg.NoCarbons && slices.Contains(f.Bind2Inline, NSCarbons) {
 		b.WriteString("<enable xmlns='urn:xmpp:carbons:2'/>")
 	}
-	if !n.cfg.NoSM && slices.Contains(f.Bind2Inline, NSSM) {
-		b.WriteString("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	if !n.cfg.NoSM && slices.Contains(f.Bind2Inline, sm.NS) {
+		b.Write(sm.AppendEnable(nil, true))
 	}
 	if slices.Contains(f.Bind2Inline, NSCSI) {
 		if n.cfg.Inactive {

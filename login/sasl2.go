@@ -6,10 +6,11 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"mellium.im/xmpp/jid"
+
+	"github.com/pipebind/pipebind/sm"
 )
 
 // Success is the parsed SASL2 <success> (XEP-0388) with the inline results
@@ -51,26 +52,16 @@ type wireSuccess struct {
 	AuthzID        string  `xml:"authorization-identifier"`
 	Bound          *struct {
 		Enabled []struct {
-			XMLName  xml.Name
-			ID       string `xml:"id,attr"`
-			Resume   string `xml:"resume,attr"`
-			Max      string `xml:"max,attr"`
-			Location string `xml:"location,attr"`
+			XMLName xml.Name
+			sm.Enabled
 		} `xml:"enabled"`
 	} `xml:"urn:xmpp:bind:0 bound"`
 	Token *struct {
 		Token  string `xml:"token,attr"`
 		Expiry string `xml:"expiry,attr"`
 	} `xml:"urn:xmpp:fast:0 token"`
-	Resumed *struct {
-		PrevID string `xml:"previd,attr"`
-		H      string `xml:"h,attr"`
-	} `xml:"urn:xmpp:sm:3 resumed"`
-	Failed *struct {
-		Inner []struct {
-			XMLName xml.Name
-		} `xml:",any"`
-	} `xml:"urn:xmpp:sm:3 failed"`
+	Resumed *sm.Resumed `xml:"urn:xmpp:sm:3 resumed"`
+	Failed  *sm.Failed  `xml:"urn:xmpp:sm:3 failed"`
 }
 
 // decodeSASL2Success decodes the <success> whose start has been read.
@@ -127,42 +118,25 @@ func (w *wireSuccess) parse() (Success, error) {
 		s.Token = &Token{Secret: []byte(t.Token), Expiry: exp}
 	}
 	if r := w.Resumed; r != nil {
-		h, err := strconv.ParseUint(r.H, 10, 32)
+		id, h, err := r.Parse()
 		if err != nil {
-			return s, protocolErrorf("sm resumed: invalid h %q", truncate(r.H, 32))
+			return s, err
 		}
-		if r.PrevID == "" {
-			return s, protocolErrorf("sm resumed without previd")
-		}
-		s.Resumed = &Resumed{PrevID: truncate(r.PrevID, 1024), H: uint32(h)}
+		s.Resumed = &Resumed{PrevID: id, H: h}
 	}
 	if f := w.Failed; f != nil {
-		s.ResumeFailed = "undefined-condition"
-		for _, in := range f.Inner {
-			if in.XMLName.Space == NSStanzaErrors {
-				s.ResumeFailed = truncate(in.XMLName.Local, 64)
-			}
-		}
+		s.ResumeFailed = f.Condition()
 	}
 	if w.Bound != nil {
 		s.Bound = &Bound{}
 		for _, e := range w.Bound.Enabled {
 			switch e.XMLName.Space {
-			case NSSM:
-				s.Bound.SM.Enabled = true
-				s.Bound.SM.ID = truncate(e.ID, 1024)
-				s.Bound.SM.Resumable = e.Resume == "true" || e.Resume == "1"
-				s.Bound.SM.Location = truncate(e.Location, 1024)
-				if e.Max != "" {
-					m, err := strconv.Atoi(e.Max)
-					if err != nil || m < 0 {
-						return s, protocolErrorf("sm enabled: invalid max %q", truncate(e.Max, 32))
-					}
-					s.Bound.SM.Max = m
+			case sm.NS:
+				st, err := e.State()
+				if err != nil {
+					return s, err
 				}
-				if s.Bound.SM.Resumable && s.Bound.SM.ID == "" {
-					return s, protocolErrorf("sm enabled: resumable without id")
-				}
+				s.Bound.SM = st
 			case NSCarbons:
 				s.Bound.Carbons = true
 			}
@@ -277,7 +251,7 @@ loop:
 			return protocolErrorf("sm resumed but the session's full JID is unknown")
 		}
 		n.res.SM = SMState{Enabled: true, ID: rs.PrevID, Resumable: true}
-		n.meter.skipFeatures.Store(true) // Prosody 13 sends features anyway
+		n.conn.DropStrayFeatures() // Prosody 13 sends features anyway
 		return nil
 	}
 	n.res.ResumeFailed = succ.ResumeFailed

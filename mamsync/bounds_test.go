@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/stream"
+
+	"github.com/pipebind/pipebind/wire"
 )
 
 // A scripted MAM server for the bounds tests: the client side is a real
@@ -186,7 +187,12 @@ func syncAgainstFake(t *testing.T, cfg Config, f *fakeMAM) syncRun {
 		defer close(served)
 		f.serve(sc)
 	}()
-	sess, err := xmpp.NewSession(ctx, alice.Domain(), alice, cc, 0,
+	// The stream layer under the session, as the client has it: messages
+	// reach the syncer off the wire.
+	wc := wire.New(cc, wire.Options{})
+	wc.EndLogin()
+	wc.SetInboundTap(s.HandleRaw)
+	sess, err := xmpp.NewSession(ctx, alice.Domain(), alice, wc, 0,
 		func(_ context.Context, in, out *stream.Info, _ *xmpp.Session, _ any) (xmpp.SessionState, io.ReadWriter, any, error) {
 			in.XMLNS, out.XMLNS = nsClient, nsClient
 			return xmpp.Ready | xmpp.Authn | xmpp.Secure, nil, nil, nil
@@ -196,13 +202,7 @@ func syncAgainstFake(t *testing.T, cfg Config, f *fakeMAM) syncRun {
 	}
 	serveDone := make(chan error, 1)
 	go func() {
-		serveDone <- sess.Serve(xmpp.HandlerFunc(func(r xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-			if start.Name.Local != "message" {
-				return nil
-			}
-			_, _, err := s.HandleElement(ctx, *start, r)
-			return err
-		}))
+		serveDone <- sess.Serve(nil)
 	}()
 	rep, rerr := s.Reconcile(ctx, sess, Target{})
 	cc.Close()

@@ -17,12 +17,14 @@
 //
 // # Live messages
 //
-// Handle sees every incoming message. While a query runs, archived live
+// HandleRaw sees every incoming top-level message, as it came off the wire
+// and before the session decodes it. While a query runs, archived live
 // messages (direct, or carbons from the account itself) are held; after the
 // paging they are merged: those the archive already gave are dropped, the
 // rest appended in arrival order, so a message after latest-id is never
 // fetched from the archive and never lost. Outside a query a live message
-// extends the store directly, unless this session has sent a message since
+// extends the store directly (StoreLive, on the owner's goroutine, never on
+// the session's reading one), unless this session has sent a message since
 // the cursor was last confirmed (the archive holds sent messages, the
 // stream does not echo them): then it is held and CatchUp asks the archive,
 // which answers in order. If the session drops before that, the next
@@ -50,9 +52,10 @@
 //
 // # Throughput
 //
-// A catch-up is streamed: memory does not grow with the gap. Messages are
-// read from the session's tokens in one pass (ReadMessage), without an
-// intermediate encoding; the next MAM query is sent as soon as a page is
+// A catch-up is streamed: memory does not grow with the gap. MAM results
+// are taken off the wire before the session decodes them (HandleRaw) and
+// read in one pass by a tokenizer of the plain XML servers send; the next
+// MAM query is sent as soon as a page is
 // full, before its <fin/>; and storing runs beside the paging, each
 // transaction taking what was fetched while the previous one ran (see
 // BenchmarkCatchUp100k in the client package).

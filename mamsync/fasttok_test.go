@@ -2,7 +2,6 @@ package mamsync
 
 import (
 	"bytes"
-	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // streamTokens returns the tokens encoding/xml gives for raw as a
@@ -161,49 +161,47 @@ func FuzzFastTokens(f *testing.F) {
 	})
 }
 
-// TestHandleRawMatchesHandleElement: a MAM result consumed by HandleRaw is
-// collected exactly as HandleElement collects it (same entry, same Raw);
-// what HandleRaw declines, it leaves untouched.
-func TestHandleRawMatchesHandleElement(t *testing.T) {
-	ctx := context.Background()
+// TestHandleRawFastMatchesDecoder: a message HandleRaw reads with the fast
+// tokenizer is read exactly as encoding/xml reads it (same entry, same Raw,
+// same verdict), and a MAM result is consumed and collected.
+func TestHandleRawFastMatchesDecoder(t *testing.T) {
 	for i, raw := range append(append([]string{}, corpus...),
 		`<message xmlns="jabber:client" to="alice@example.org/r"><result xmlns="urn:xmpp:mam:2" queryid="q1" id="AbC-12"><forwarded xmlns="urn:xmpp:forward:0"><delay xmlns="urn:xmpp:delay" stamp="2025-01-01T00:00:00.000000Z"/><message xmlns="jabber:client" from="bob@example.org/res" to="alice@example.org" type="chat" id="msg-1"><body>hi &amp; ünïcödé</body><origin-id xmlns="urn:xmpp:sid:0" id="o"/></message></forwarded></result></message>`) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			collect := func(fast bool) (bool, []Message) {
-				s := New(Config{Account: alice})
-				qid := ""
-				if in, err := Parse(alice, []byte(raw)); err == nil {
-					qid = in.QueryID
-				}
-				c := &collector{max: 10, full: make(chan struct{}, 1)}
-				s.mu.Lock()
-				s.queries[qid] = c
-				s.mu.Unlock()
+			read := func(fast bool) (Incoming, error, error) {
 				if fast {
-					ok := s.HandleRaw(ctx, []byte(raw))
-					return ok, c.msgs
+					ft := newFastTokens([]byte(raw))
+					if ft == nil {
+						return Incoming{}, nil, errors.New("declined")
+					}
+					return readTop(alice, ft)
 				}
 				d := xml.NewDecoder(strings.NewReader(raw))
-				tok, err := d.Token()
-				if err != nil {
-					t.Fatal(err)
-				}
-				_, consumed, err := s.HandleElement(ctx, tok.(xml.StartElement), d)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return consumed, c.msgs
+				d.DefaultSpace = nsClient
+				return readTop(alice, d)
 			}
-			fastOK, fastMsgs := collect(true)
-			slowOK, slowMsgs := collect(false)
-			if fastOK && !slowOK {
-				t.Fatalf("HandleRaw consumed what HandleElement does not")
+			fastIn, fastPerr, fastErr := read(true)
+			slowIn, slowPerr, slowErr := read(false)
+			if fastErr != nil {
+				return // declined: HandleRaw reads it with encoding/xml
 			}
-			if fastOK && !reflect.DeepEqual(fastMsgs, slowMsgs) {
-				t.Fatalf("HandleRaw %+v\nHandleElement %+v", fastMsgs, slowMsgs)
+			if d := fastIn.Message.Time.Sub(slowIn.Message.Time).Abs(); d < time.Second {
+				// A live message without a delay is stamped when read.
+				fastIn.Message.Time = slowIn.Message.Time
 			}
-			if !fastOK && len(fastMsgs) != 0 {
-				t.Fatalf("HandleRaw declined but collected %+v", fastMsgs)
+			if slowErr != nil || (fastPerr == nil) != (slowPerr == nil) || !reflect.DeepEqual(fastIn, slowIn) {
+				t.Fatalf("fast %+v %v\nencoding/xml %+v %v %v", fastIn, fastPerr, slowIn, slowPerr, slowErr)
+			}
+			if fastPerr != nil || fastIn.Kind != KindResult {
+				return
+			}
+			s := New(Config{Account: alice})
+			c := &collector{max: 10, full: make(chan struct{}, 1)}
+			s.mu.Lock()
+			s.queries[fastIn.QueryID] = c
+			s.mu.Unlock()
+			if !s.HandleRaw([]byte(raw)) || !reflect.DeepEqual(c.msgs, []Message{fastIn.Message}) {
+				t.Fatalf("HandleRaw did not consume and collect the result: %+v", c.msgs)
 			}
 		})
 	}

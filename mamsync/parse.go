@@ -61,8 +61,8 @@ type Incoming struct {
 // (XEP-0359). A message that is not archived for this account returns
 // ErrNotArchived; malformed input returns another error. It never panics.
 //
-// Parse and ReadMessage share one parser: Parse is ReadMessage over a
-// decoder of raw, keeping raw itself.
+// Parse and HandleRaw share one parser (readMessage); Parse keeps raw
+// itself as Message.Raw.
 func Parse(account jid.JID, raw []byte) (Incoming, error) {
 	if len(raw) > maxRawLen {
 		return Incoming{}, fmt.Errorf("mamsync: message of %d bytes exceeds %d", len(raw), maxRawLen)
@@ -93,7 +93,7 @@ func Parse(account jid.JID, raw []byte) (Incoming, error) {
 	return in, nil
 }
 
-// ReadMessage reads a top-level <message> from r, whose start element the
+// readMessage reads a top-level <message> from r, whose start element the
 // caller has read (r yields its content and then its end element, as
 // mellium hands a stanza to a handler), and returns it serialized together
 // with what Parse would make of the serialization: the Incoming (its
@@ -102,7 +102,7 @@ func Parse(account jid.JID, raw []byte) (Incoming, error) {
 // stream is then unusable. The element is read in one pass, token by token,
 // and is always read to its end, also when perr is set, so that raw is the
 // whole message.
-func ReadMessage(account jid.JID, start xml.StartElement, r xml.TokenReader) (raw []byte, in Incoming, perr, err error) {
+func readMessage(account jid.JID, start xml.StartElement, r xml.TokenReader) (raw []byte, in Incoming, perr, err error) {
 	st := readers.Get().(*readState)
 	defer func() {
 		if cap(st.w.b) <= maxPooledWriter {
@@ -133,7 +133,7 @@ func ReadMessage(account jid.JID, start xml.StartElement, r xml.TokenReader) (ra
 	return raw, in, nil, nil
 }
 
-// readers are ReadMessage's serialization buffers and JID caches.
+// readers are readMessage's serialization buffers and JID caches.
 var readers = sync.Pool{New: func() any { return &readState{w: rawWriter{b: make([]byte, 0, 2048)}} }}
 
 type readState struct {

@@ -25,7 +25,7 @@ func readAll(account jid.JID, raw []byte) (out []byte, in Incoming, perr, err er
 			return nil, Incoming{}, nil, err
 		}
 		if start, ok := tok.(xml.StartElement); ok {
-			return ReadMessage(account, start, d)
+			return readMessage(account, start, d)
 		}
 		if _, ok := tok.(xml.EndElement); ok {
 			return nil, Incoming{}, nil, errors.New("end element first")
@@ -138,7 +138,7 @@ func TestReadMessageLimits(t *testing.T) {
 	// A stream that ends inside the message is a read error.
 	d := xml.NewDecoder(strings.NewReader(`<message xmlns='jabber:client'><body>cut`))
 	tok, _ := d.Token()
-	if _, _, _, err := ReadMessage(alice, tok.(xml.StartElement), d); err == nil {
+	if _, _, _, err := readMessage(alice, tok.(xml.StartElement), d); err == nil {
 		t.Error("truncated stream: no error")
 	}
 }
@@ -397,7 +397,7 @@ func BenchmarkReadMessage(b *testing.B) {
 	start, toks := benchTokens(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, perr, err := ReadMessage(alice, start, &tokenStream{toks: toks}); err != nil || perr != nil {
+		if _, _, perr, err := readMessage(alice, start, &tokenStream{toks: toks}); err != nil || perr != nil {
 			b.Fatal(err, perr)
 		}
 	}

@@ -105,9 +105,11 @@ type Report struct {
 	PeakBuffered int `json:"peak_buffered"`
 }
 
-// Syncer mirrors one account's archive into the store. Its Handle method
-// must see every incoming <message> (the client wires it); Reconcile and
-// CatchUp run the MAM queries. A Syncer is safe for concurrent use.
+// Syncer mirrors one account's archive into the store. HandleRaw must see
+// every incoming top-level <message> before the session decodes it (the
+// client wires it to the connection's inbound tap); Reconcile and CatchUp
+// run the MAM queries; StoreLive stores live messages. A Syncer is safe
+// for concurrent use.
 type Syncer struct {
 	cfg Config
 	log zerolog.Logger
@@ -120,6 +122,8 @@ type Syncer struct {
 	overflow  bool      // a live message was not held (maxHeld): ask the archive
 	sentMark  uint32    // messages written by the session when the cursor was last known complete
 	need      chan struct{}
+	live      []Message // contiguous live messages for StoreLive, in order
+	liveReady chan struct{}
 	noAfterID bool       // the server rejects the after-id form field
 	pageHint  int        // results per page the server gives (0: not known yet)
 	storeMu   sync.Mutex // serializes appends (order of OnMessage calls)
@@ -138,10 +142,11 @@ func New(cfg Config) *Syncer {
 	}
 	cfg.Account = cfg.Account.Bare()
 	return &Syncer{
-		cfg:     cfg,
-		log:     cfg.Logger.With().Str("component", "mamsync").Logger(),
-		queries: make(map[string]*collector),
-		need:    make(chan struct{}, 1),
+		cfg:       cfg,
+		log:       cfg.Logger.With().Str("component", "mamsync").Logger(),
+		queries:   make(map[string]*collector),
+		need:      make(chan struct{}, 1),
+		liveReady: make(chan struct{}, 1),
 	}
 }
 
@@ -151,49 +156,16 @@ func New(cfg Config) *Syncer {
 // echo): the owner should call CatchUp.
 func (s *Syncer) NeedCatchUp() <-chan struct{} { return s.need }
 
-// Handle takes one incoming top-level <message> (serialized) and reports
-// whether mamsync consumed it: MAM results (of its own queries) are
-// consumed; an archived live message is stored (or held while a query
-// runs) and delivered through OnMessage once stored, but not consumed: the
-// application's stanza handler still sees it live. Handle is called from
-// the session's Serve goroutine and never sends on the session. An error is
-// a failure to store (ErrStore); a message mamsync cannot use is not an
-// error, it is left to the application.
-func (s *Syncer) Handle(ctx context.Context, raw []byte) (consumed bool, err error) {
-	in, err := Parse(s.cfg.Account, raw)
-	return s.handle(ctx, in, err)
-}
-
-// HandleElement is Handle for a message read from a token stream, as
-// mellium hands it to a handler: start is its start element (already read)
-// and r yields the rest of it up to and including its end element.
-// HandleElement reads it to its end in one pass (ReadMessage), without an
-// intermediate encoding, and returns it serialized so that the caller can
-// pass a message that was not consumed on. A failure to read r is returned
-// as is (the stream is broken); a failure to store wraps ErrStore.
-func (s *Syncer) HandleElement(ctx context.Context, start xml.StartElement, r xml.TokenReader) (raw []byte, consumed bool, err error) {
-	raw, in, perr, err := ReadMessage(s.cfg.Account, start, r)
-	if err != nil {
-		return nil, false, err
-	}
-	consumed, err = s.handle(ctx, in, perr)
-	return raw, consumed, err
-}
-
-func (s *Syncer) handle(ctx context.Context, in Incoming, perr error) (consumed bool, err error) {
-	if perr != nil {
-		if !errors.Is(perr, ErrNotArchived) {
-			s.log.Debug().Err(perr).Msg("message not mirrored")
-		}
-		return false, nil
-	}
+// handle files a parsed message (see HandleRaw) and reports whether it is
+// consumed.
+func (s *Syncer) handle(in Incoming) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if in.Kind == KindResult {
 		if c := s.queries[in.QueryID]; c != nil {
 			c.add(in.Message)
 		}
-		s.mu.Unlock()
-		return true, nil
+		return true
 	}
 	if !s.ready || s.holding > 0 || !s.contiguousLocked() {
 		// Held messages are bounded: one not held is still in the archive
@@ -204,19 +176,51 @@ func (s *Syncer) handle(ctx context.Context, in Incoming, perr error) (consumed 
 			s.overflow = true
 		}
 		if s.ready && s.holding == 0 {
-			select {
-			case s.need <- struct{}{}:
-			default:
-			}
+			signal(s.need)
 		}
-		s.mu.Unlock()
-		return false, nil
+		return false
 	}
+	// Contiguous with the cursor: queued for StoreLive, which stores it and
+	// moves the cursor past it; it is never fetched from the archive.
+	if len(s.live) < maxHeld {
+		s.live = append(s.live, in.Message)
+		signal(s.liveReady)
+	} else {
+		// The queue is full (the store is stuck): the archive has it.
+		s.overflow = true
+		signal(s.need)
+	}
+	return false
+}
+
+// signal wakes the owner without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Live is signalled when HandleRaw has queued live messages: the owner
+// calls StoreLive.
+func (s *Syncer) Live() <-chan struct{} { return s.liveReady }
+
+// StoreLive stores the live messages HandleRaw queued, in arrival order, and
+// delivers them through OnMessage. The owner calls it on a goroutine of its
+// own when Live is signalled, never on the session's reading goroutine: a
+// store that waits (another process holding the database) then delays no
+// acknowledgement and no IQ answer. A store that fails leaves the messages
+// to the archive (the next reconcile fetches them) and wraps ErrStore.
+func (s *Syncer) StoreLive(ctx context.Context) (int, error) {
+	s.mu.Lock()
+	msgs := s.live
+	s.live = nil
 	s.mu.Unlock()
-	// Contiguous with the cursor: store it and move the cursor past it; it
-	// will never be fetched from MAM.
-	_, err = s.append(ctx, []Message{in.Message}, in.Message.StanzaID)
-	return false, err
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	res, err := s.append(ctx, msgs, msgs[len(msgs)-1].StanzaID)
+	return len(res.Added), err
 }
 
 // contiguousLocked reports whether a live message may extend the store
@@ -342,10 +346,7 @@ func (s *Syncer) mergeHeld(ctx context.Context, held []Message) (int, error) {
 		s.mu.Lock()
 		s.held = append(held, s.held...)
 		s.mu.Unlock()
-		select {
-		case s.need <- struct{}{}:
-		default:
-		}
+		signal(s.need)
 		return 0, nil
 	}
 	res, err := s.append(ctx, held, held[len(held)-1].StanzaID)

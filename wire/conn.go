@@ -1,0 +1,381 @@
+package wire
+
+import (
+	"bufio"
+	"crypto/tls"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Default limits of a Conn (Options zero values).
+const (
+	// DefaultMaxBytes bounds one top-level element (Prosody's own default
+	// limit is 256 KiB).
+	DefaultMaxBytes = 1 << 20
+	// DefaultMaxDepth bounds the nesting inside one.
+	DefaultMaxDepth = 128
+	// DefaultMaxLoginBytes bounds everything the server sends before the
+	// login ends.
+	DefaultMaxLoginBytes = 1 << 20
+)
+
+// Options configure a Conn. The zero value is the defaults.
+type Options struct {
+	// Limits bound each top-level element the server sends, during the
+	// login and after; zero fields mean DefaultMaxBytes and
+	// DefaultMaxDepth.
+	Limits Limits
+	// MaxLoginBytes bounds what the server may send before EndLogin; zero
+	// means DefaultMaxLoginBytes.
+	MaxLoginBytes int64
+	// OnStanzaOut, if set, is called after EndLogin with every complete
+	// stanza (message, presence, iq) written on the connection, in write
+	// order, on the writing goroutine: stream management's unacked queue.
+	// raw is only valid during the call.
+	OnStanzaOut func(raw []byte, k Kind)
+}
+
+// Conn is the stream layer: it sits between a (TLS) connection and
+// mellium's XML decoder, frames both directions into top-level elements
+// with a Lexer, and stacks small parts on that framing:
+//
+//   - limits: every top-level element the server sends is bounded in size
+//     and depth, from the first byte; white space between elements is
+//     dropped before the decoder sees it and other text there is an error,
+//     so nothing a server sends between elements is buffered; a DTD is
+//     refused (ErrRestrictedXML).
+//   - login metering, until EndLogin: round trips, bytes, and a cap on
+//     what the server may send before the login ends. After EndLogin the
+//     read and write paths no longer touch it.
+//   - stanza counting, after EndLogin: the stanzas the decoder consumed
+//     (XEP-0198's inbound h), and the stanzas and messages written, each
+//     complete one handed to Options.OnStanzaOut.
+//   - the inbound tap (SetInboundTap): each complete top-level <message>
+//     is offered, as received, before the decoder sees it.
+//   - the features filter (DropStrayFeatures).
+//
+// Conn implements io.ByteReader, so encoding/xml reads from its buffer
+// byte by byte and adds none of its own: the Lexer sees exactly the bytes
+// the decoder consumed, and a stanza counts as handled when the decoder
+// has read its last byte. Reads belong to one goroutine (the decoder's);
+// writes may come from any.
+type Conn struct {
+	net.Conn
+	br    *bufio.Reader
+	meter atomic.Pointer[meter]
+	live  atomic.Bool // EndLogin has run
+
+	// The reading goroutine's.
+	in        Lexer
+	replay    []byte // bytes read ahead for the tap, which the decoder reads next
+	replayEnd Kind   // the element that ends with the last replay byte
+	replayErr error  // the read error that ended the capture, after replay
+	captured  []byte // the capture buffer, reused
+	skipLeft  int    // top-level elements still checked by DropStrayFeatures
+	inCount   atomic.Uint32
+	counting  bool // stanzas read count (CountStanzas, EndLogin)
+	tap       atomic.Pointer[func([]byte) bool]
+
+	// The writers'.
+	outMu     sync.Mutex
+	out       Lexer
+	onOut     func([]byte, Kind)
+	outTaking bool   // inside a top-level element written
+	outBuf    []byte // its bytes so far
+	sent      atomic.Uint32
+	sentMsgs  atomic.Uint32
+
+	writing atomic.Int32 // writes in progress
+	dead    atomic.Bool  // Abort: deadlines stay in the past
+}
+
+// New returns a Conn over c, metering a login until EndLogin.
+func New(c net.Conn, o Options) *Conn {
+	lim := o.Limits
+	if lim.MaxBytes <= 0 {
+		lim.MaxBytes = DefaultMaxBytes
+	}
+	if lim.MaxDepth <= 0 {
+		lim.MaxDepth = DefaultMaxDepth
+	}
+	maxIn := o.MaxLoginBytes
+	if maxIn <= 0 {
+		maxIn = DefaultMaxLoginBytes
+	}
+	w := &Conn{Conn: c, in: NewLexer(lim), onOut: o.OnStanzaOut}
+	w.meter.Store(&meter{maxIn: maxIn})
+	w.br = bufio.NewReaderSize(netReader{w}, 4096)
+	return w
+}
+
+// EndLogin ends the login: it returns what the meter counted and turns on
+// stanza counting (if CountStanzas has not), the outbound hook and the tap.
+// Call it on the reading goroutine when the decoder has consumed exactly the
+// login's last element, before anything else is written.
+func (c *Conn) EndLogin() Metering {
+	m := c.meter.Swap(nil)
+	c.counting = true
+	c.live.Store(true)
+	if m == nil {
+		return Metering{}
+	}
+	return m.result()
+}
+
+// CountStanzas starts counting the stanzas read before the login ends: call
+// it on the reading goroutine when the decoder has consumed the <enabled/>
+// of stream management, from which XEP-0198 counts (a classic login may
+// read an IQ answer after it).
+func (c *Conn) CountStanzas() { c.counting = true }
+
+// Metering returns what the login's meter has counted so far (zero after
+// EndLogin).
+func (c *Conn) Metering() Metering {
+	if m := c.meter.Load(); m != nil {
+		return m.result()
+	}
+	return Metering{}
+}
+
+// StanzasIn returns how many top-level stanzas (message, presence, iq) the
+// session has consumed since EndLogin, those the tap took included: the
+// inbound counter "h" of XEP-0198 for this connection. IQ results that
+// mellium routes to SendIQ callers count too.
+func (c *Conn) StanzasIn() uint32 { return c.inCount.Load() }
+
+// StanzasOut returns how many top-level stanzas, and of them how many
+// messages, were written since EndLogin.
+func (c *Conn) StanzasOut() (stanzas, messages uint32) {
+	return c.sent.Load(), c.sentMsgs.Load()
+}
+
+// SetInboundTap makes tap see each complete top-level <message>, as
+// received, before the decoder does, from the next one on (after
+// EndLogin): when tap returns true the message is consumed (counted in
+// StanzasIn) and the decoder never sees it; when it returns false the
+// decoder reads it as usual. tap runs on the reading goroutine, in stream
+// order, and must not retain raw. Nil removes it.
+func (c *Conn) SetInboundTap(tap func(raw []byte) bool) {
+	if tap == nil {
+		c.tap.Store(nil)
+		return
+	}
+	c.tap.Store(&tap)
+}
+
+// maxStrayWindow bounds how many top-level elements DropStrayFeatures
+// checks.
+const maxStrayWindow = 64
+
+// DropStrayFeatures drops one <stream:features> element among the next
+// top-level elements. XEP-0198 says nothing follows a SASL2 <success/> that
+// resumed a session, but Prosody 13 sends features anyway (after the
+// stanzas it retransmits); left in the stream they would end mellium's
+// Serve. Call it on the reading goroutine (the login's).
+func (c *Conn) DropStrayFeatures() { c.skipLeft = maxStrayWindow }
+
+// netReader reads from the network and feeds the login's meter.
+type netReader struct{ c *Conn }
+
+func (r netReader) Read(p []byte) (int, error) {
+	n, err := r.c.Conn.Read(p)
+	if n > 0 {
+		if m := r.c.meter.Load(); m != nil {
+			if merr := m.read(n); merr != nil {
+				return n, merr
+			}
+		}
+	}
+	return n, err
+}
+
+// ReadByte implements io.ByteReader for encoding/xml.
+func (c *Conn) ReadByte() (byte, error) {
+	for c.in.AtTop() || len(c.replay) > 0 || c.replayErr != nil {
+		if len(c.replay) > 0 || c.replayErr != nil {
+			return c.readReplay()
+		}
+		b, err := c.br.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		if isSpace(b) {
+			continue // white space between elements: nobody needs it
+		}
+		if b == '<' && c.tapping() {
+			_ = c.br.UnreadByte()
+			if err := c.offer(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err := c.feed(b); err != nil {
+			return 0, err
+		}
+		return b, nil
+	}
+	b, err := c.br.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	if err := c.feed(b); err != nil {
+		return 0, err
+	}
+	return b, nil
+}
+
+// Read reads what is buffered (at least one byte, waiting for it) through
+// ReadByte.
+func (c *Conn) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if n > 0 && len(c.replay) == 0 && c.br.Buffered() == 0 {
+			break
+		}
+		b, err := c.ReadByte()
+		if err != nil {
+			return n, err
+		}
+		p[n] = b
+		n++
+	}
+	return n, nil
+}
+
+// feed passes one byte the decoder reads through the lexer.
+func (c *Conn) feed(b byte) error {
+	switch k := c.in.Feed(b); {
+	case k == KindError:
+		return c.in.Err()
+	case k.Stanza():
+		c.handled()
+	}
+	return nil
+}
+
+// handled counts a stanza the session consumed.
+func (c *Conn) handled() {
+	if c.counting {
+		c.inCount.Add(1)
+	}
+}
+
+func (c *Conn) readReplay() (byte, error) {
+	if len(c.replay) == 0 {
+		err := c.replayErr
+		c.replayErr = nil
+		return 0, err
+	}
+	b := c.replay[0]
+	c.replay = c.replay[1:]
+	if len(c.replay) == 0 && c.replayEnd.Stanza() {
+		c.replayEnd = KindNone
+		c.handled()
+	}
+	return b, nil
+}
+
+// Write writes p, counting it for the login's meter or, after EndLogin,
+// framing it into stanzas for the counters and Options.OnStanzaOut.
+func (c *Conn) Write(p []byte) (int, error) {
+	if m := c.meter.Load(); m != nil {
+		m.wrote(len(p))
+	}
+	c.writing.Add(1)
+	defer c.writing.Add(-1)
+	if !c.live.Load() {
+		return c.Conn.Write(p)
+	}
+	c.outMu.Lock()
+	defer c.outMu.Unlock() // stanzas reach onOut, and the wire, in order
+	c.frameOut(p)
+	return c.Conn.Write(p)
+}
+
+// frameOut follows written bytes (under outMu).
+func (c *Conn) frameOut(p []byte) {
+	for _, b := range p {
+		if c.onOut != nil && c.out.AtTop() && b == '<' {
+			c.outTaking, c.outBuf = true, c.outBuf[:0]
+		}
+		k := c.out.Feed(b)
+		if c.outTaking {
+			c.outBuf = append(c.outBuf, b)
+		}
+		if k == KindNone {
+			continue
+		}
+		if k.Stanza() {
+			c.sent.Add(1)
+			if k == KindMessage {
+				c.sentMsgs.Add(1)
+			}
+		}
+		if c.outTaking {
+			c.outTaking = false
+			if k.Stanza() {
+				c.onOut(c.outBuf, k)
+			}
+			if cap(c.outBuf) > 64<<10 {
+				c.outBuf = nil // do not keep one huge stanza's buffer
+			}
+		}
+	}
+}
+
+// Abort makes every pending and future read and write fail at once (the
+// login's context ended).
+func (c *Conn) Abort() {
+	c.dead.Store(true)
+	_ = c.Conn.SetDeadline(time.Unix(1, 0))
+}
+
+// SetDeadline keeps an aborted connection's deadline in the past. mellium's
+// own context watcher sets a past deadline and at once clears it; if the
+// clear lands before the blocked read notices, the read blocks again.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if c.dead.Load() {
+		return c.Conn.SetDeadline(time.Unix(1, 0))
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline: see SetDeadline.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if c.dead.Load() {
+		return c.Conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline ignores a deadline in the past while no write is in
+// progress. mellium's Send arms a goroutine that, when the send's context
+// ends, sets a past write deadline and then clears it; if that goroutine
+// runs after the write has finished (the caller cancels its context right
+// after Send returns), the past deadline would make the NEXT write fail with
+// a timeout, and a TLS connection never recovers from a timed-out write.
+// There is nothing to interrupt when no write is running, so the deadline is
+// dropped.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if c.dead.Load() {
+		return c.Conn.SetWriteDeadline(time.Unix(1, 0))
+	}
+	if !t.IsZero() && time.Until(t) <= 0 && c.writing.Load() == 0 {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// ConnectionState passes the TLS state through, so that mellium and SASL
+// channel binding see it.
+func (c *Conn) ConnectionState() tls.ConnectionState {
+	if tc, ok := c.Conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return tc.ConnectionState()
+	}
+	return tls.ConnectionState{}
+}
+
+var _ io.ByteReader = (*Conn)(nil)

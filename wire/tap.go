@@ -1,0 +1,93 @@
+package wire
+
+import "slices"
+
+// tapping reports whether a top-level element must be looked at before the
+// decoder reads it.
+func (c *Conn) tapping() bool {
+	return c.skipLeft > 0 || (c.tap.Load() != nil && c.live.Load())
+}
+
+// offer reads the next top-level element ahead of the decoder while it may
+// be one the tap or the features filter wants: a message the tap takes is
+// counted as handled and gone; a stray features element is dropped; the
+// bytes of anything else (or of a message the tap declines) are left in
+// c.replay for the decoder, with their end counted when it reads them. It
+// never reads a byte past the element it looks at, so it waits for no data
+// the decoder would not wait for.
+func (c *Conn) offer() error {
+	var tap func([]byte) bool
+	if p := c.tap.Load(); p != nil && c.live.Load() {
+		tap = *p
+	}
+	wantFeatures := c.skipLeft > 0
+	if wantFeatures {
+		c.skipLeft--
+	}
+	buf, end, wanted, err := c.capture(tap != nil, wantFeatures)
+	if cap(buf) <= 64<<10 {
+		c.captured = buf[:0]
+	}
+	switch {
+	case end == KindError:
+		return err
+	case err != nil:
+		if len(buf) == 0 {
+			return err
+		}
+		c.replay, c.replayErr = slices.Clone(buf), err
+	case !wanted:
+		// Neither: the decoder reads it, and its end counts then.
+		c.replay, c.replayEnd = slices.Clone(buf), end
+	case end == KindOther:
+		c.skipLeft = 0 // the stray features: dropped
+	case tap(buf):
+		c.handled()
+	default:
+		c.replay, c.replayEnd = slices.Clone(buf), end
+	}
+	return nil
+}
+
+// capture reads the next top-level element through the lexer into
+// c.captured: its start tag, then, when it is a message (wantMessage) or a
+// features element (wantFeatures), the rest of it. It returns the bytes
+// read, the kind of the element if it ended within them (KindError with
+// the lexer's error), and whether it is a whole element that was wanted. It
+// stops after the start tag (or a comment, a processing instruction, an end
+// tag) of anything else.
+func (c *Conn) capture(wantMessage, wantFeatures bool) (buf []byte, end Kind, wanted bool, err error) {
+	buf = c.captured[:0]
+	started := false // the element's start tag has been read
+	for {
+		if c.br.Buffered() == 0 {
+			// Wait for more (the decoder would too): fills the buffer.
+			if _, err := c.br.Peek(1); err != nil {
+				return buf, KindNone, false, err
+			}
+		}
+		chunk, _ := c.br.Peek(c.br.Buffered())
+		for k, b := range chunk {
+			buf = append(buf, b)
+			end = c.in.Feed(b)
+			if end == KindError {
+				_, _ = c.br.Discard(k + 1)
+				return buf, end, false, c.in.Err()
+			}
+			if !started && (end != KindNone || c.in.state == lexText) {
+				started = true
+				wanted = wantMessage && c.in.kind == KindMessage || wantFeatures && c.in.isLocal("features")
+				if !wanted || c.in.depth == 0 && end == KindNone {
+					// Not ours, or not an element at all.
+					_, _ = c.br.Discard(k + 1)
+					return buf, end, false, nil
+				}
+			}
+			if end != KindNone {
+				_, _ = c.br.Discard(k + 1)
+				return buf, end, true, nil
+			}
+		}
+		_, _ = c.br.Discard(len(chunk))
+	}
+}
