@@ -244,6 +244,10 @@ type Result struct {
 	// NewToken is a FAST token the server issued on this login (requested,
 	// or a rotation of Config.Token); nil when none.
 	NewToken *Token
+	// TokenDropped says why a FAST token the server issued was not kept
+	// (longer than the client stores, or without a valid expiry); the
+	// login succeeded all the same. Empty otherwise.
+	TokenDropped string
 	// Resumed reports that the stream management session of Config.Resume
 	// was resumed: nothing was bound, and ResumedH is how many of the
 	// client's stanzas the server had received.

@@ -202,9 +202,20 @@ func TestParseSASL2SuccessFASTAndResume(t *testing.T) {
 	if err != nil || s.ResumeFailed != "item-not-found" {
 		t.Fatalf("failed resume: %q, %v", s.ResumeFailed, err)
 	}
-	for _, bad := range []string{
+	// A token the client cannot keep is dropped, and says why: the
+	// authentication itself succeeded (issue 14: a token over 4,096 bytes
+	// used to fail the whole login).
+	for _, drop := range []string{
 		`<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>a@b</authorization-identifier><token xmlns='urn:xmpp:fast:0' expiry='tomorrow' token='x'/></success>`,
 		`<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>a@b</authorization-identifier><token xmlns='urn:xmpp:fast:0' expiry='2026-12-16T14:36:15Z' token=''/></success>`,
+		`<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>a@b</authorization-identifier><token xmlns='urn:xmpp:fast:0' expiry='2026-12-16T14:36:15Z' token='` + strings.Repeat("t", maxTokenLen+1) + `'/></success>`,
+	} {
+		s, err := ParseSASL2Success([]byte(drop))
+		if err != nil || s.Token != nil || s.TokenDropped == "" {
+			t.Errorf("%.120s: token %v, dropped %q, %v; want it dropped, no error", drop, s.Token, s.TokenDropped, err)
+		}
+	}
+	for _, bad := range []string{
 		`<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>a@b</authorization-identifier><resumed xmlns='urn:xmpp:sm:3' h='4294967296' previd='p'/></success>`,
 		`<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>a@b</authorization-identifier><resumed xmlns='urn:xmpp:sm:3' h='1'/></success>`,
 	} {

@@ -24,6 +24,9 @@ type Success struct {
 	// Token is a FAST token (XEP-0484) issued in the success; its
 	// Mechanism is empty (the one requested, or the one just used).
 	Token *Token
+	// TokenDropped says why a token the success carried was not kept (too
+	// long, no valid expiry); empty otherwise.
+	TokenDropped string
 	// Resumed is non-nil when a stream management session was resumed
 	// inline (XEP-0198 §SASL2).
 	Resumed *Resumed
@@ -108,14 +111,17 @@ func (w *wireSuccess) parse() (Success, error) {
 	}
 	s.AuthorizationIdentifier = j
 	if t := w.Token; t != nil {
+		// Authentication succeeded: a token the client cannot keep costs
+		// the next login a password, not this one.
 		exp, err := time.Parse(time.RFC3339Nano, t.Expiry)
 		switch {
 		case t.Token == "" || len(t.Token) > maxTokenLen:
-			return s, protocolErrorf("fast token: empty or longer than %d bytes", maxTokenLen)
+			s.TokenDropped = fmt.Sprintf("the server's token is empty or longer than %d bytes", maxTokenLen)
 		case err != nil:
-			return s, protocolErrorf("fast token: invalid expiry %q", truncate(t.Expiry, 64))
+			s.TokenDropped = fmt.Sprintf("the server's token has an invalid expiry %q", truncate(t.Expiry, 64))
+		default:
+			s.Token = &Token{Secret: []byte(t.Token), Expiry: exp}
 		}
-		s.Token = &Token{Secret: []byte(t.Token), Expiry: exp}
 	}
 	if r := w.Resumed; r != nil {
 		id, h, err := r.Parse()
@@ -171,93 +177,123 @@ func saslFailure(d *xml.Decoder, start xml.StartElement) error {
 // sasl2 runs the SASL2 exchange after the <authenticate> was written, then
 // reads the post-authentication features.
 func (n *negotiation) sasl2(ctx context.Context, r *reader, p plan) error {
-	n.step = "auth"
-	var succ Success
-loop:
-	for {
-		start, err := r.next()
-		if err != nil {
-			if n.res.TokenRejected != "" {
-				return fmt.Errorf("%w (%s), and the password could not follow on the same stream: %w", ErrTokenRejected, n.res.TokenRejected, err)
-			}
-			return err
-		}
-		switch start.Name {
-		case xml.Name{Space: NSSASL2, Local: "challenge"}:
-			if err := n.challenge(r, start, &p, "urn:xmpp:sasl:2"); err != nil {
-				return err
-			}
-		case xml.Name{Space: NSSASL2, Local: "success"}:
-			if succ, err = decodeSASL2Success(r.d, start); err != nil {
-				return err
-			}
-			if err := n.finishSASL(&p, succ.AdditionalData); err != nil {
-				return err
-			}
-			break loop
-		case xml.Name{Space: NSSASL2, Local: "failure"}:
-			ferr := saslFailure(r.d, start)
-			if !p.fast {
-				return ferr
-			}
-			// XEP-0484: a refused token is discarded and the login falls
-			// back to the password; XEP-0388 lets it happen on this stream.
-			if p, err = n.tokenFallback(ferr); err != nil {
-				return err
-			}
-		case xml.Name{Space: NSSASL2, Local: "continue"}:
-			return fmt.Errorf("%w: the server asks for SASL2 tasks (<continue/>), which pipebind does not support", ErrRefused)
-		default:
-			return protocolErrorf("unexpected <%s xmlns='%s'> during SASL2", start.Name.Local, start.Name.Space)
-		}
+	succ, err := n.sasl2Exchange(r, &p)
+	if err != nil {
+		return err
 	}
 	if !succ.AuthorizationIdentifier.Bare().Equal(n.bare) {
 		return protocolErrorf("authenticated as %s, expected %s", succ.AuthorizationIdentifier.Bare(), n.bare)
 	}
 	n.log.Debug().Str("mechanism", p.mech).Bool("fast", p.fast).Msg("sasl2 success")
 	n.res.FAST = p.fast
-	if t := succ.Token; t != nil {
-		// A requested token is bound to the mechanism asked for; an
-		// unrequested one rotates the token just used (XEP-0484 §Rotation).
-		switch {
-		case p.reqTok != "":
-			t.Mechanism = p.reqTok
-		case p.fast:
-			t.Mechanism = p.mech
+	n.acceptToken(p, succ)
+	if resumed, err := n.resumedInline(succ); resumed || err != nil {
+		return err
+	}
+	return n.afterSASL2(ctx, r, p, succ)
+}
+
+// sasl2Exchange reads the server's SASL2 answers up to <success>: challenges
+// are answered, and a refused FAST token falls back to the password on the
+// same stream.
+func (n *negotiation) sasl2Exchange(r *reader, p *plan) (Success, error) {
+	n.step = "auth"
+	for {
+		start, err := r.next()
+		if err != nil {
+			if n.res.TokenRejected != "" {
+				return Success{}, fmt.Errorf("%w (%s), and the password could not follow on the same stream: %w", ErrTokenRejected, n.res.TokenRejected, err)
+			}
+			return Success{}, err
 		}
-		if t.Mechanism != "" {
-			n.res.NewToken = t
-		} else {
-			n.log.Debug().Msg("ignoring a FAST token that was neither requested nor a rotation")
+		switch start.Name {
+		case xml.Name{Space: NSSASL2, Local: "challenge"}:
+			if err := n.challenge(r, start, p, NSSASL2); err != nil {
+				return Success{}, err
+			}
+		case xml.Name{Space: NSSASL2, Local: "success"}:
+			succ, err := decodeSASL2Success(r.d, start)
+			if err != nil {
+				return Success{}, err
+			}
+			return succ, n.finishSASL(p, succ.AdditionalData)
+		case xml.Name{Space: NSSASL2, Local: "failure"}:
+			ferr := saslFailure(r.d, start)
+			if !p.fast {
+				return Success{}, ferr
+			}
+			// XEP-0484: a refused token is discarded and the login falls
+			// back to the password; XEP-0388 lets it happen on this stream.
+			if *p, err = n.tokenFallback(ferr); err != nil {
+				return Success{}, err
+			}
+		case xml.Name{Space: NSSASL2, Local: "continue"}:
+			return Success{}, fmt.Errorf("%w: the server asks for SASL2 tasks (<continue/>), which pipebind does not support", ErrRefused)
+		default:
+			return Success{}, protocolErrorf("unexpected <%s xmlns='%s'> during SASL2", start.Name.Local, start.Name.Space)
 		}
 	}
-	if succ.Resumed != nil || succ.ResumeFailed != "" {
-		if !n.resumeSent {
-			return protocolErrorf("sm resume answered but none was requested")
-		}
+}
+
+// acceptToken takes the FAST token of a success: a requested token is
+// bound to the mechanism asked for; an unrequested one rotates the token
+// just used (XEP-0484 §Rotation). A token the client cannot keep is dropped
+// with a warning; the login goes on.
+func (n *negotiation) acceptToken(p plan, succ Success) {
+	if succ.TokenDropped != "" {
+		n.res.TokenDropped = succ.TokenDropped
+		n.log.Warn().Str("reason", succ.TokenDropped).Msg("FAST token dropped; the next login uses the password")
 	}
-	if rs := succ.Resumed; rs != nil {
-		// XEP-0198 §SASL2: the stream is re-established right after
-		// </success>; no features follow and nothing was bound.
-		if rs.PrevID != n.cfg.Resume.ID {
-			return protocolErrorf("sm resumed %q, requested %q", rs.PrevID, n.cfg.Resume.ID)
-		}
-		n.res.Resumed, n.res.ResumedH = true, rs.H
-		n.res.JID = succ.AuthorizationIdentifier
-		if n.res.JID.Resourcepart() == "" {
-			n.res.JID = n.cfg.Resume.JID
-		}
-		if n.res.JID.Resourcepart() == "" {
-			return protocolErrorf("sm resumed but the session's full JID is unknown")
-		}
-		n.res.SM = SMState{Enabled: true, ID: rs.PrevID, Resumable: true}
-		n.conn.DropStrayFeatures() // Prosody 13 sends features anyway
-		return nil
+	t := succ.Token
+	if t == nil {
+		return
+	}
+	switch {
+	case p.reqTok != "":
+		t.Mechanism = p.reqTok
+	case p.fast:
+		t.Mechanism = p.mech
+	}
+	if t.Mechanism == "" {
+		n.log.Debug().Msg("ignoring a FAST token that was neither requested nor a rotation")
+		return
+	}
+	n.res.NewToken = t
+}
+
+// resumedInline applies an inline stream management answer (XEP-0198
+// §SASL2) and reports whether the session was resumed: the stream is then
+// re-established right after </success>; no features follow and nothing
+// was bound.
+func (n *negotiation) resumedInline(succ Success) (bool, error) {
+	if (succ.Resumed != nil || succ.ResumeFailed != "") && !n.resumeSent {
+		return false, protocolErrorf("sm resume answered but none was requested")
 	}
 	n.res.ResumeFailed = succ.ResumeFailed
+	rs := succ.Resumed
+	if rs == nil {
+		return false, nil
+	}
+	if rs.PrevID != n.cfg.Resume.ID {
+		return false, protocolErrorf("sm resumed %q, requested %q", rs.PrevID, n.cfg.Resume.ID)
+	}
+	n.res.Resumed, n.res.ResumedH = true, rs.H
+	n.res.JID = succ.AuthorizationIdentifier
+	if n.res.JID.Resourcepart() == "" {
+		n.res.JID = n.cfg.Resume.JID
+	}
+	if n.res.JID.Resourcepart() == "" {
+		return false, protocolErrorf("sm resumed but the session's full JID is unknown")
+	}
+	n.res.SM = SMState{Enabled: true, ID: rs.PrevID, Resumable: true}
+	n.conn.DropStrayFeatures() // Prosody 13 sends features anyway
+	return true, nil
+}
 
-	// XEP-0388: <success> is immediately followed by the features of the
-	// authenticated stream (no restart). Consume them exactly.
+// afterSASL2 reads the features that follow <success> (XEP-0388: no
+// restart) and takes the inline Bind 2 result, or binds the classic way on
+// this stream.
+func (n *negotiation) afterSASL2(ctx context.Context, r *reader, p plan, succ Success) error {
 	n.step = "features"
 	start, err := r.next()
 	if err != nil {
@@ -271,7 +307,6 @@ loop:
 		return err
 	}
 	mergePostAuth(&n.res.Features, post)
-
 	if succ.Bound != nil {
 		if succ.AuthorizationIdentifier.Resourcepart() == "" {
 			return protocolErrorf("bound without a full JID in authorization-identifier")
@@ -283,7 +318,6 @@ loop:
 		n.res.Carbons = succ.Bound.Carbons || n.requestedCarbons(p)
 		return nil
 	}
-	// SASL2 without Bind 2: bind the classic way on this stream.
 	if !post.ClassicBind {
 		return protocolErrorf("authenticated but neither bound nor offered resource binding")
 	}

@@ -321,45 +321,10 @@ func (t *fastTokens) startTag() (xml.Token, error) {
 	if !ok {
 		return nil, errDecline
 	}
-	var attrs []xml.Attr
 	nsLen := len(t.ns)
-	for {
-		hadSpace := t.i < len(t.b) && isSpaceByte(t.b[t.i])
-		t.skipSpace()
-		if t.i >= len(t.b) {
-			return nil, errDecline
-		}
-		c := t.b[t.i]
-		if c == '>' || c == '/' {
-			break
-		}
-		if !hadSpace {
-			return nil, errDecline
-		}
-		_, ap, al, ok := t.qname()
-		if !ok {
-			return nil, errDecline
-		}
-		t.skipSpace()
-		if t.i >= len(t.b) || t.b[t.i] != '=' {
-			return nil, errDecline
-		}
-		t.i++
-		t.skipSpace()
-		v, ok := t.attrValue()
-		if !ok {
-			return nil, errDecline
-		}
-		attrs = append(attrs, xml.Attr{Name: xml.Name{Space: ap, Local: al}, Value: v})
-		switch {
-		case ap == "xmlns":
-			if al == "xml" || al == "xmlns" {
-				return nil, errDecline
-			}
-			t.ns = append(t.ns, fastNS{al, v})
-		case ap == "" && al == "xmlns":
-			t.ns = append(t.ns, fastNS{"", v})
-		}
+	attrs, ok := t.attrs()
+	if !ok {
+		return nil, errDecline
 	}
 	empty := t.b[t.i] == '/'
 	if empty {
@@ -370,20 +335,74 @@ func (t *fastTokens) startTag() (xml.Token, error) {
 	} else {
 		t.i++
 	}
-	// Resolve as encoding/xml's translate does, once the element's own
-	// declarations are in scope.
-	if prefix == "xmlns" {
+	name, ok := t.resolve(prefix, local, attrs)
+	if !ok || len(t.open) >= 128 {
 		return nil, errDecline
 	}
-	var name xml.Name
-	name.Local = local
-	switch {
-	case prefix == "xml":
+	t.open = append(t.open, fastOpen{qname: raw, name: name, nsLen: nsLen})
+	if empty {
+		t.end = &xml.EndElement{Name: name}
+	}
+	return xml.StartElement{Name: name, Attr: attrs}, nil
+}
+
+// attrs reads a start tag's attributes, up to its '>' or '/', and puts its
+// namespace declarations in scope.
+func (t *fastTokens) attrs() ([]xml.Attr, bool) {
+	var attrs []xml.Attr
+	for {
+		hadSpace := t.i < len(t.b) && isSpaceByte(t.b[t.i])
+		t.skipSpace()
+		if t.i >= len(t.b) {
+			return nil, false
+		}
+		if c := t.b[t.i]; c == '>' || c == '/' {
+			return attrs, true
+		}
+		if !hadSpace {
+			return nil, false
+		}
+		_, ap, al, ok := t.qname()
+		if !ok {
+			return nil, false
+		}
+		t.skipSpace()
+		if t.i >= len(t.b) || t.b[t.i] != '=' {
+			return nil, false
+		}
+		t.i++
+		t.skipSpace()
+		v, ok := t.attrValue()
+		if !ok {
+			return nil, false
+		}
+		attrs = append(attrs, xml.Attr{Name: xml.Name{Space: ap, Local: al}, Value: v})
+		switch {
+		case ap == "xmlns":
+			if al == "xml" || al == "xmlns" {
+				return nil, false
+			}
+			t.ns = append(t.ns, fastNS{al, v})
+		case ap == "" && al == "xmlns":
+			t.ns = append(t.ns, fastNS{"", v})
+		}
+	}
+}
+
+// resolve gives the element's name and its attributes' their namespaces, as
+// encoding/xml's translate does, once the element's own declarations are in
+// scope.
+func (t *fastTokens) resolve(prefix, local string, attrs []xml.Attr) (xml.Name, bool) {
+	if prefix == "xmlns" {
+		return xml.Name{}, false
+	}
+	name := xml.Name{Local: local}
+	if prefix == "xml" {
 		name.Space = nsXML
-	default:
+	} else {
 		uri, ok := t.lookup(prefix)
 		if !ok {
-			return nil, errDecline
+			return xml.Name{}, false
 		}
 		name.Space = uri
 	}
@@ -396,19 +415,12 @@ func (t *fastTokens) startTag() (xml.Token, error) {
 		default:
 			uri, ok := t.lookup(a.Space)
 			if !ok {
-				return nil, errDecline
+				return xml.Name{}, false
 			}
 			a.Space = uri
 		}
 	}
-	if len(t.open) >= 128 {
-		return nil, errDecline
-	}
-	t.open = append(t.open, fastOpen{qname: raw, name: name, nsLen: nsLen})
-	if empty {
-		t.end = &xml.EndElement{Name: name}
-	}
-	return xml.StartElement{Name: name, Attr: attrs}, nil
+	return name, true
 }
 
 func (t *fastTokens) endTag() (xml.Token, error) {
