@@ -53,6 +53,9 @@ type fakeMAM struct {
 	// the last until the next query has arrived (or 5 s have passed):
 	// it counts in pipelined the pages whose next query came first.
 	holdFin bool
+	// endless makes the server answer a query after the first with
+	// results that never end: no <fin/>, until the connection closes.
+	endless bool
 
 	mu        sync.Mutex
 	queries   []mamQuery
@@ -104,6 +107,10 @@ func (f *fakeMAM) serve(conn net.Conn) {
 		if _, err := io.WriteString(conn, b.String()); err != nil {
 			return
 		}
+		if f.endless && q.after != "" {
+			f.flood(conn, q.queryID)
+			return
+		}
 		if f.holdFin && !p.complete {
 			select {
 			case q, ok := <-queries:
@@ -123,6 +130,19 @@ func (f *fakeMAM) serve(conn net.Conn) {
 		}
 		b.WriteString(`</set></fin></iq>`)
 		if _, err := io.WriteString(conn, b.String()); err != nil {
+			return
+		}
+	}
+}
+
+// flood writes results for queryID until a write fails.
+func (f *fakeMAM) flood(conn net.Conn, queryID string) {
+	for n := 0; ; n++ {
+		_, err := fmt.Fprintf(conn, `<message xmlns='jabber:client'><result xmlns='urn:xmpp:mam:2' queryid='%s' id='f%d'>`+
+			`<forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='2025-01-01T00:00:00Z'/>`+
+			`<message xmlns='jabber:client' from='bob@example.org/pc' to='alice@example.org' type='chat'><body>x</body></message>`+
+			`</forwarded></result></message>`, queryID, n)
+		if err != nil {
 			return
 		}
 	}
@@ -302,6 +322,22 @@ func TestBoundPageOverflow(t *testing.T) {
 	})
 	if !errors.Is(r.err, ErrPageOverflow) {
 		t.Fatalf("r.err %v, want ErrPageOverflow", r.err)
+	}
+	if got := storedIDs(t, r.db); !equalStrings(got, ids("m", 0, 10)) {
+		t.Fatalf("stored %v, want the first page only", got)
+	}
+}
+
+// TestBoundPageNeverEnds: results for the client's query that never reach
+// a <fin/> fail the sync at page size + 1 (ErrPageOverflow), not when the
+// server stops: the client neither waits for the end nor holds more than a
+// page; the pages before stay stored.
+func TestBoundPageNeverEnds(t *testing.T) {
+	start := time.Now()
+	f := &fakeMAM{endless: true, script: func(q mamQuery) mamPage { return pageOf(q.after, 1000, q.max) }}
+	r := syncAgainstFake(t, Config{PageSize: 10}, f)
+	if !errors.Is(r.err, ErrPageOverflow) {
+		t.Fatalf("r.err %v after %v, want ErrPageOverflow", r.err, time.Since(start))
 	}
 	if got := storedIDs(t, r.db); !equalStrings(got, ids("m", 0, 10)) {
 		t.Fatalf("stored %v, want the first page only", got)

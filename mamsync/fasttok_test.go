@@ -196,7 +196,7 @@ func TestHandleRawFastMatchesDecoder(t *testing.T) {
 				return
 			}
 			s := New(Config{Account: alice})
-			c := &collector{max: 10, full: make(chan struct{}, 1)}
+			c := newCollector(10, 0, "")
 			s.mu.Lock()
 			s.queries[fastIn.QueryID] = c
 			s.mu.Unlock()

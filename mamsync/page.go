@@ -302,6 +302,8 @@ func (f *fetcher) await(ctx context.Context, n int) (msgs []Message, fin Fin, ok
 		case a := <-f.cur.answer:
 			msgs, fin, err = f.s.finish(f.cur, a)
 			return msgs, fin, true, err
+		case <-f.cur.c.over:
+			return nil, Fin{}, true, f.s.overflowed(f.cur)
 		case <-ctx.Done():
 			return nil, Fin{}, false, nil
 		}

@@ -25,12 +25,27 @@ type collector struct {
 	target string // the reconcile's target id: the page that holds it is the last
 	done   bool   // target seen
 	full   chan struct{}
+	over   chan struct{} // closed at the first result past max
+}
+
+func newCollector(max, want int, target string) *collector {
+	return &collector{max: max, want: want, target: target, full: make(chan struct{}, 1), over: make(chan struct{})}
+}
+
+// overflowed is the error of a page that got more results than it asked for.
+func (s *Syncer) overflowed(p *pending) error {
+	s.drop(p) // what else comes for it is consumed and dropped
+	return fmt.Errorf("%w: more than %d results on a page", ErrPageOverflow, s.cfg.PageSize)
 }
 
 // add records one result (called with Syncer.mu held).
 func (c *collector) add(m Message) {
 	if len(c.msgs) >= c.max {
-		c.bad++ // the server sent more than asked: bounded, then an error
+		// The server sent more than asked: the query fails now, whether or
+		// not a <fin/> ever comes, and its page is not stored.
+		if c.bad++; c.bad == 1 {
+			close(c.over)
+		}
 		return
 	}
 	if c.msgs == nil {
@@ -95,7 +110,7 @@ func (s *Syncer) send(ctx context.Context, sess *xmpp.Session, wg *sync.WaitGrou
 		afterIDSent: o.afterID != "",
 		countAll:    countAll,
 		answer:      make(chan answer, 1),
-		c:           &collector{max: s.cfg.PageSize, want: o.want, target: o.target, full: make(chan struct{}, 1)},
+		c:           newCollector(s.cfg.PageSize, o.want, o.target),
 	}
 	s.mu.Lock()
 	s.queries[p.qid] = p.c
@@ -197,6 +212,8 @@ func (s *Syncer) wait(ctx context.Context, p *pending) ([]Message, Fin, error) {
 	select {
 	case a := <-p.answer:
 		return s.finish(p, a)
+	case <-p.c.over:
+		return nil, Fin{}, s.overflowed(p)
 	case <-ctx.Done():
 		s.drop(p)
 		return nil, Fin{}, fmt.Errorf("mamsync: query: %w", ctx.Err())
