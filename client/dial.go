@@ -449,7 +449,7 @@ func resolve(ctx context.Context, cfg Config, cached *cache.Features) ([]target,
 		_, addrs, err := r.LookupSRV(ctx, s.service, "tcp", domain)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, ctxError(ctx, "lookup", domain, login.ErrTimeout, err)
+				return nil, ctxError(ctx, login.StepLookup, domain, login.ErrTimeout, err)
 			}
 			lookupErrs = append(lookupErrs, err)
 			continue
@@ -532,7 +532,7 @@ func connect(ctx context.Context, cfg Config, targets []target, cached *cache.Fe
 	if len(errs) == 1 {
 		return tlsConn{}, errs[0]
 	}
-	return tlsConn{}, &login.Error{Step: "connect", Domain: domain, Kind: kindOf(errs), Err: errors.Join(errs...)}
+	return tlsConn{}, &login.Error{Step: login.StepConnect, Domain: domain, Kind: kindOf(errs), Err: errors.Join(errs...)}
 }
 
 func kindOf(errs []error) error {
@@ -564,7 +564,7 @@ func connectOne(ctx context.Context, cfg Config, t target, cached *cache.Feature
 		cfg.Trace.ConnectDone(t.addr, err)
 	}
 	if err != nil {
-		return tlsConn{}, ctxError(ctx, "connect", domain, login.ErrConnection, err)
+		return tlsConn{}, ctxError(ctx, login.StepConnect, domain, login.ErrConnection, err)
 	}
 	info.Timings.Connect = time.Since(connStart)
 	info.Addr = t.addr
@@ -594,7 +594,7 @@ func connectOne(ctx context.Context, cfg Config, t target, cached *cache.Feature
 	}
 	if err != nil {
 		raw.Close()
-		return tlsConn{}, ctxError(ctx, "tls", domain, login.ErrTLS, err)
+		return tlsConn{}, ctxError(ctx, login.StepTLS, domain, login.ErrTLS, err)
 	}
 	cs := conn.ConnectionState()
 	info.DirectTLS = t.direct
@@ -632,7 +632,7 @@ func startTLS(ctx context.Context, conn net.Conn, j jid.JID, cached *cache.Featu
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	wrap := func(kind error, err error) error {
-		return ctxError(ctx, "starttls", domain, kind, err)
+		return ctxError(ctx, login.StepStartTLS, domain, kind, err)
 	}
 	header := fmt.Sprintf("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='%s' from='%s'>", xmlEscape(domain), xmlEscape(j.Bare().String()))
 	const req = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
@@ -698,7 +698,7 @@ func startTLS(ctx context.Context, conn net.Conn, j jid.JID, cached *cache.Featu
 
 // ctxError builds a *login.Error; when ctx has ended, the error matches
 // the context's error (and ErrTimeout for a deadline) whatever the cause.
-func ctxError(ctx context.Context, step, domain string, kind, err error) error {
+func ctxError(ctx context.Context, step login.Step, domain string, kind, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		kind = context.Canceled
 		if errors.Is(cerr, context.DeadlineExceeded) {

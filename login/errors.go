@@ -44,10 +44,35 @@ var (
 	ErrInsecure = errors.New("refusing an insecure login")
 )
 
+// Step names the part of a connection's setup that failed (Error.Step).
+// Its String is the text error messages print.
+type Step string
+
+// The steps, in the order a login goes through them. The first four are
+// before the login proper: package client sets them (lookup, connect, tls)
+// and StartTLS sets StepStartTLS.
+const (
+	StepLookup       Step = "lookup"        // SRV lookup (XEP-0368)
+	StepConnect      Step = "connect"       // TCP connect
+	StepStartTLS     Step = "starttls"      // STARTTLS negotiation (RFC 6120 §5)
+	StepTLS          Step = "tls"           // TLS handshake
+	StepConfig       Step = "config"        // a Config that cannot log in
+	StepWrite        Step = "write"         // the first write after TLS
+	StepStreamHeader Step = "stream header" // the server's first stream header
+	StepFeatures     Step = "features"      // stream features (before or after authentication)
+	StepAuth         Step = "auth"          // SASL or SASL2 authentication
+	StepRestart      Step = "restart"       // the stream restart after classic SASL
+	StepBind         Step = "bind"          // resource binding (RFC 6120, Bind 2 or its draft)
+	StepEnable       Step = "enable"        // enabling carbons and stream management (classic path)
+)
+
+// String returns the step's text, as error messages print it.
+func (s Step) String() string { return string(s) }
+
 // Error describes a failed login: the step that failed, the path, the
 // server, and the cause. It never holds a credential.
 type Error struct {
-	Step   string // "dial", "tls", "starttls", "features", "auth", "bind", ...
+	Step   Step
 	Path   Path
 	Domain string
 	Kind   error // one of the sentinel errors above
@@ -67,7 +92,7 @@ func (e *Error) Error() string {
 		b.WriteString(")")
 	}
 	b.WriteString(": ")
-	b.WriteString(e.Step)
+	b.WriteString(e.Step.String())
 	b.WriteString(": ")
 	if e.Err != nil {
 		b.WriteString(e.Err.Error())
@@ -174,7 +199,7 @@ func IsStale(err error) (*StaleError, bool) {
 }
 
 // classify wraps err into a *Error with the right kind.
-func classify(ctx context.Context, step string, path Path, domain string, err error) error {
+func classify(ctx context.Context, step Step, path Path, domain string, err error) error {
 	if err == nil {
 		return nil
 	}

@@ -303,7 +303,7 @@ type negotiation struct {
 	meter  *meterConn
 	tls    tls.ConnectionState
 	log    zerolog.Logger
-	step   string
+	step   Step
 	res    Result
 
 	tokenRefused bool // Config.Token was refused: plan with the password
@@ -312,11 +312,11 @@ type negotiation struct {
 
 func newNegotiation(conn net.Conn, cfg Config) (*negotiation, error) {
 	if cfg.JID.Localpart() == "" {
-		return nil, &Error{Step: "config", Kind: ErrRefused, Err: fmt.Errorf("JID %q has no localpart", cfg.JID)}
+		return nil, &Error{Step: StepConfig, Kind: ErrRefused, Err: fmt.Errorf("JID %q has no localpart", cfg.JID)}
 	}
 	tc, ok := conn.(interface{ ConnectionState() tls.ConnectionState })
 	if !ok {
-		return nil, &Error{Step: "config", Domain: cfg.JID.Domainpart(), Kind: ErrTLS, Err: fmt.Errorf("%T is not a TLS connection", conn)}
+		return nil, &Error{Step: StepConfig, Domain: cfg.JID.Domainpart(), Kind: ErrTLS, Err: fmt.Errorf("%T is not a TLS connection", conn)}
 	}
 	n := &negotiation{
 		cfg:    cfg,
@@ -357,7 +357,7 @@ func (n *negotiation) negotiate(ctx context.Context, in, out *stream.Info, s *xm
 	n.res.RoundTrips, n.res.Flights = n.meter.flights()
 	n.res.BytesIn, n.res.BytesOut = n.meter.bytes()
 	if !s.UpdateAddr(n.res.JID) {
-		return 0, nil, nil, classify(ctx, "bind", n.res.Path, n.domain.String(), protocolErrorf("session already ready"))
+		return 0, nil, nil, classify(ctx, StepBind, n.res.Path, n.domain.String(), protocolErrorf("session already ready"))
 	}
 	return xmpp.Ready | xmpp.Authn | xmpp.Secure, nil, nil, nil
 }
@@ -387,7 +387,7 @@ func (n *negotiation) run(ctx context.Context, r *reader) error {
 		if err != nil {
 			return err
 		}
-		n.step = "write"
+		n.step = StepWrite
 		if err := n.write(append(n.header(), burst...)); err != nil {
 			return err
 		}
@@ -404,7 +404,7 @@ func (n *negotiation) run(ctx context.Context, r *reader) error {
 		}
 	} else {
 		n.res.Source = SourceNetwork
-		n.step = "write"
+		n.step = StepWrite
 		if err := n.write(n.header()); err != nil {
 			return err
 		}
@@ -456,11 +456,11 @@ func (n *negotiation) write(p []byte) error {
 }
 
 func (n *negotiation) readHeaderAndFeatures(r *reader) (features.Features, error) {
-	n.step = "stream header"
+	n.step = StepStreamHeader
 	if err := r.header(); err != nil {
 		return features.Features{}, err
 	}
-	n.step = "features"
+	n.step = StepFeatures
 	start, err := r.next()
 	if err != nil {
 		return features.Features{}, err

@@ -197,7 +197,7 @@ func saslFailure(d *xml.Decoder, start xml.StartElement) error {
 // sasl2 runs the SASL2 exchange after the <authenticate> was written, then
 // reads the post-authentication features.
 func (n *negotiation) sasl2(ctx context.Context, r *reader, p plan) error {
-	n.step = "auth"
+	n.step = StepAuth
 	var succ Success
 loop:
 	for {
@@ -284,7 +284,7 @@ loop:
 
 	// XEP-0388: <success> is immediately followed by the features of the
 	// authenticated stream (no restart). Consume them exactly.
-	n.step = "features"
+	n.step = StepFeatures
 	start, err := r.next()
 	if err != nil {
 		return err
