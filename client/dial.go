@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"mellium.im/xmpp/jid"
 
 	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/login"
@@ -159,7 +157,7 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (*link, err
 	info.Timings.Lookup = time.Since(lookupStart)
 	if cfg.TLS != TLSDirect {
 		// A STARTTLS target pipelines <starttls/> when the cache says the
-		// server offers it (startTLS); with Direct TLS only the login
+		// server offers it (login.StartTLS); with Direct TLS only the login
 		// needs the features.
 		needFeatures()
 	}
@@ -449,7 +447,7 @@ func resolve(ctx context.Context, cfg Config, cached *cache.Features) ([]target,
 		_, addrs, err := r.LookupSRV(ctx, s.service, "tcp", domain)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, ctxError(ctx, login.StepLookup, domain, login.ErrTimeout, err)
+				return nil, login.NewError(ctx, login.StepLookup, domain, login.ErrTimeout, err)
 			}
 			lookupErrs = append(lookupErrs, err)
 			continue
@@ -564,7 +562,7 @@ func connectOne(ctx context.Context, cfg Config, t target, cached *cache.Feature
 		cfg.Trace.ConnectDone(t.addr, err)
 	}
 	if err != nil {
-		return tlsConn{}, ctxError(ctx, login.StepConnect, domain, login.ErrConnection, err)
+		return tlsConn{}, login.NewError(ctx, login.StepConnect, domain, login.ErrConnection, err)
 	}
 	info.Timings.Connect = time.Since(connStart)
 	info.Addr = t.addr
@@ -576,14 +574,15 @@ func connectOne(ctx context.Context, cfg Config, t target, cached *cache.Feature
 	tc.direct = t.direct
 	if !t.direct {
 		stStart := time.Now()
-		offered, rts, err := startTLS(ctx, raw, cfg.JID, cached)
+		// STARTTLS is pipelined when the cache says the server offers it.
+		st, err := login.StartTLS(ctx, raw, cfg.JID, cached != nil && cached.StartTLS)
 		info.Timings.StartTLS = time.Since(stStart)
-		info.StartTLSRoundTrips = rts
+		info.StartTLSRoundTrips = st.RoundTrips
 		if err != nil {
 			raw.Close()
 			return tlsConn{}, err
 		}
-		tc.startTLSOffered = offered
+		tc.startTLSOffered = st.Offered
 	}
 	tlsStart := time.Now()
 	conn := tls.Client(raw, tlsCfg)
@@ -594,7 +593,7 @@ func connectOne(ctx context.Context, cfg Config, t target, cached *cache.Feature
 	}
 	if err != nil {
 		raw.Close()
-		return tlsConn{}, ctxError(ctx, login.StepTLS, domain, login.ErrTLS, err)
+		return tlsConn{}, login.NewError(ctx, login.StepTLS, domain, login.ErrTLS, err)
 	}
 	cs := conn.ConnectionState()
 	info.DirectTLS = t.direct
@@ -622,112 +621,4 @@ func tlsConfig(cfg Config, direct bool) *tls.Config {
 		c.NextProtos = []string{"xmpp-client"}
 	}
 	return c
-}
-
-// startTLS negotiates STARTTLS (RFC 6120 §5) on a plain connection. When the
-// cache says the server offers it, the header and <starttls/> go in one
-// write (1 round trip); otherwise the features are read first (2).
-func startTLS(ctx context.Context, conn net.Conn, j jid.JID, cached *cache.Features) (offered bool, roundTrips int, err error) {
-	domain := j.Domainpart()
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	wrap := func(kind error, err error) error {
-		return ctxError(ctx, login.StepStartTLS, domain, kind, err)
-	}
-	header := fmt.Sprintf("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='%s' from='%s'>", xmlEscape(domain), xmlEscape(j.Bare().String()))
-	const req = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
-	pipelined := cached != nil && cached.StartTLS
-	first := header
-	if pipelined {
-		first += req
-	}
-	if _, err := conn.Write([]byte(first)); err != nil {
-		return false, 0, wrap(login.ErrConnection, err)
-	}
-	roundTrips = 1
-	// The server sends nothing after <proceed/> until the TLS handshake, so
-	// a buffering decoder loses nothing here.
-	d := xml.NewDecoder(conn)
-	var sawHeader bool
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return offered, roundTrips, wrap(login.ErrConnection, err)
-		}
-		start, ok := tok.(xml.StartElement)
-		if !ok {
-			continue
-		}
-		switch {
-		case start.Name.Space == login.NSStream && start.Name.Local == "stream":
-			sawHeader = true
-		case !sawHeader:
-			return offered, roundTrips, wrap(login.ErrProtocol, fmt.Errorf("expected a stream header, got <%s>", start.Name.Local))
-		case start.Name.Space == login.NSStream && start.Name.Local == "features":
-			var f struct {
-				StartTLS *struct{} `xml:"urn:ietf:params:xml:ns:xmpp-tls starttls"`
-			}
-			if err := d.DecodeElement(&f, &start); err != nil {
-				return offered, roundTrips, wrap(login.ErrProtocol, err)
-			}
-			offered = f.StartTLS != nil
-			if !offered {
-				// Never continue in plain text.
-				return false, roundTrips, wrap(login.ErrTLS, errors.New("the server does not offer STARTTLS"))
-			}
-			if !pipelined {
-				if _, err := conn.Write([]byte(req)); err != nil {
-					return offered, roundTrips, wrap(login.ErrConnection, err)
-				}
-				roundTrips++
-			}
-		case start.Name.Space == login.NSTLS && start.Name.Local == "proceed":
-			if err := d.Skip(); err != nil {
-				return offered, roundTrips, wrap(login.ErrProtocol, err)
-			}
-			return offered, roundTrips, nil
-		case start.Name.Space == login.NSTLS && start.Name.Local == "failure":
-			return offered, roundTrips, wrap(login.ErrTLS, errors.New("the server refused STARTTLS"))
-		case start.Name.Space == login.NSStream && start.Name.Local == "error":
-			return offered, roundTrips, wrap(login.ErrRefused, errors.New("stream error during STARTTLS"))
-		default:
-			return offered, roundTrips, wrap(login.ErrProtocol, fmt.Errorf("unexpected <%s> during STARTTLS", start.Name.Local))
-		}
-	}
-}
-
-// ctxError builds a *login.Error; when ctx has ended, the error matches
-// the context's error (and ErrTimeout for a deadline) whatever the cause.
-func ctxError(ctx context.Context, step login.Step, domain string, kind, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
-		kind = context.Canceled
-		if errors.Is(cerr, context.DeadlineExceeded) {
-			kind = login.ErrTimeout
-		}
-		if !errors.Is(err, cerr) {
-			err = fmt.Errorf("%w (%v)", cerr, err)
-		}
-	}
-	return &login.Error{Step: step, Domain: domain, Kind: kind, Err: err}
-}
-
-func xmlEscape(s string) string {
-	var b []byte
-	for _, r := range s {
-		switch r {
-		case '\'':
-			b = append(b, "&apos;"...)
-		case '"':
-			b = append(b, "&quot;"...)
-		case '&':
-			b = append(b, "&amp;"...)
-		case '<':
-			b = append(b, "&lt;"...)
-		case '>':
-			b = append(b, "&gt;"...)
-		default:
-			b = append(b, string(r)...)
-		}
-	}
-	return string(b)
 }

@@ -198,6 +198,25 @@ func IsStale(err error) (*StaleError, bool) {
 	return nil, false
 }
 
+// NewError returns the *Error of a failure at step: kind (one of the
+// sentinel errors above) and the cause err. When ctx has ended, the kind is
+// the context's instead (context.Canceled, or ErrTimeout for a deadline, which
+// also matches context.DeadlineExceeded) whatever the cause, so that a
+// cancelled login always matches context.Canceled. Package client builds its
+// errors of the steps before the login (lookup, connect, TLS) with it.
+func NewError(ctx context.Context, step Step, domain string, kind, err error) *Error {
+	if cerr := ctx.Err(); cerr != nil {
+		kind = context.Canceled
+		if errors.Is(cerr, context.DeadlineExceeded) {
+			kind = ErrTimeout
+		}
+		if !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w (%v)", cerr, err)
+		}
+	}
+	return &Error{Step: step, Domain: domain, Kind: kind, Err: err}
+}
+
 // classify wraps err into a *Error with the right kind.
 func classify(ctx context.Context, step Step, path Path, domain string, err error) error {
 	if err == nil {
@@ -206,6 +225,13 @@ func classify(ctx context.Context, step Step, path Path, domain string, err erro
 	var le *Error
 	if errors.As(err, &le) {
 		return err
+	}
+	if ctx.Err() != nil {
+		// The context ended: report its error so errors.Is(err,
+		// context.Canceled / DeadlineExceeded) holds.
+		e := NewError(ctx, step, domain, nil, err)
+		e.Path = path
+		return e
 	}
 	e := &Error{Step: step, Path: path, Domain: domain, Err: err}
 	var sasl *SASLError
@@ -218,17 +244,6 @@ func classify(ctx context.Context, step Step, path Path, domain string, err erro
 	var rherr tls.RecordHeaderError
 	var alert tls.AlertError
 	switch {
-	case ctx.Err() != nil:
-		// The context ended: report its error so errors.Is(err,
-		// context.Canceled / DeadlineExceeded) holds.
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			e.Kind = ErrTimeout
-		} else {
-			e.Kind = context.Canceled
-		}
-		if !errors.Is(err, ctx.Err()) {
-			e.Err = fmt.Errorf("%w (%v)", ctx.Err(), err)
-		}
 	case errors.As(err, new(*stanzaError)):
 		e.Kind = ErrRefused
 	case errors.As(err, &sasl):

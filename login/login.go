@@ -437,16 +437,22 @@ func (n *negotiation) run(ctx context.Context, r *reader) error {
 	}
 }
 
-// header is the initial stream header, always with from= the bare JID (FAST
-// and ejabberd's SASL2 need it).
+// header is the initial stream header (and the one after a restart).
 func (n *negotiation) header() []byte {
-	var b bytes.Buffer
-	b.WriteString("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='")
-	escapeAttr(&b, n.domain.String())
-	b.WriteString("' from='")
-	escapeAttr(&b, n.bare.String())
-	b.WriteString("'>")
-	return b.Bytes()
+	return appendHeader(nil, n.domain.String(), n.bare.String())
+}
+
+// appendHeader appends an initial stream header to domain to b, always with
+// from= the bare JID (FAST and ejabberd's SASL2 need it; STARTTLS sends
+// the same header).
+func appendHeader(b []byte, domain, bare string) []byte {
+	buf := bytes.NewBuffer(b)
+	buf.WriteString("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='")
+	escapeAttr(buf, domain)
+	buf.WriteString("' from='")
+	escapeAttr(buf, bare)
+	buf.WriteString("'>")
+	return buf.Bytes()
 }
 
 // write sends p in one Write on the connection.
