@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -60,13 +61,14 @@ func startTLS(conn net.Conn, j jid.JID, pipelined bool, res *StartTLSResult) (ki
 	}
 	res.RoundTrips = 1
 	// The server sends nothing after <proceed/> until the TLS handshake, so
-	// a buffering decoder loses nothing here.
-	d := xml.NewDecoder(conn)
+	// a buffering decoder loses nothing here. Whoever is on the path can
+	// answer before TLS: what it can make the client buffer is bounded.
+	d := xml.NewDecoder(&boundedReader{r: conn, n: MaxLoginBytes})
 	var sawHeader bool
 	for {
 		tok, err := d.Token()
 		if err != nil {
-			return ErrConnection, err
+			return readErrorKind(err), err
 		}
 		start, ok := tok.(xml.StartElement)
 		if !ok {
@@ -83,7 +85,7 @@ func startTLS(conn net.Conn, j jid.JID, pipelined bool, res *StartTLSResult) (ki
 			}
 		case start.Name == xml.Name{Space: NSTLS, Local: "proceed"}:
 			if err := d.Skip(); err != nil {
-				return ErrProtocol, err
+				return readErrorKind(err), err
 			}
 			return nil, nil
 		case start.Name == xml.Name{Space: NSTLS, Local: "failure"}:
@@ -103,7 +105,7 @@ func startTLSFeatures(conn net.Conn, d *xml.Decoder, start xml.StartElement, pip
 		StartTLS *struct{} `xml:"urn:ietf:params:xml:ns:xmpp-tls starttls"`
 	}
 	if err := d.DecodeElement(&f, &start); err != nil {
-		return ErrProtocol, err
+		return readErrorKind(err), err
 	}
 	res.Offered = f.StartTLS != nil
 	if !res.Offered {
@@ -117,4 +119,33 @@ func startTLSFeatures(conn net.Conn, d *xml.Decoder, start xml.StartElement, pip
 	}
 	res.RoundTrips++
 	return nil, nil
+}
+
+// readErrorKind classifies an error reading the server's answer: data that
+// is not XML, or too much of it, is ErrProtocol; the connection ending
+// (also inside an element) is ErrConnection.
+func readErrorKind(err error) error {
+	var syn *xml.SyntaxError
+	if errors.Is(err, ErrTooLarge) || (errors.As(err, &syn) && syn.Msg != "unexpected EOF") {
+		return ErrProtocol
+	}
+	return ErrConnection
+}
+
+// boundedReader reads at most n bytes from r, then fails with ErrTooLarge.
+type boundedReader struct {
+	r io.Reader
+	n int
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, fmt.Errorf("%w: more than %d bytes before TLS", ErrTooLarge, MaxLoginBytes)
+	}
+	if len(p) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.r.Read(p)
+	b.n -= n
+	return n, err
 }

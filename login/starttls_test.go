@@ -112,7 +112,9 @@ func TestStartTLSFailures(t *testing.T) {
 		{"no header", "<stream:features xmlns:stream='http://etherx.jabber.org/streams'/>", ErrProtocol, false},
 		{"unexpected element", tlsServerHeader + "<message xmlns='jabber:client'/>", ErrProtocol, false},
 		{"bad features", tlsServerHeader + "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'></stream:features>", ErrProtocol, false},
-		{"garbage", "<<<not xml", ErrConnection, false},
+		{"garbage", "<<<not xml", ErrProtocol, false},
+		{"huge features", tlsServerHeader + "<stream:features>" + strings.Repeat("<x/>", MaxLoginBytes/4) + "</stream:features>", ErrTooLarge, false},
+		{"cut inside an element", tlsServerHeader + "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'", ErrConnection, false},
 		{"closed", "", ErrConnection, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,4 +149,41 @@ func TestStartTLSContext(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) {
 		t.Errorf("cancel: err = %v, want context.Canceled only", err)
 	}
+}
+
+// answerConn is a net.Conn whose server answers with a fixed byte string
+// and swallows what the client writes.
+type answerConn struct {
+	net.Conn // nil: only the methods below are called
+	r        *strings.Reader
+}
+
+func (c *answerConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c *answerConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (c *answerConn) SetDeadline(time.Time) error      { return nil }
+func (c *answerConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *answerConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *answerConn) Close() error                     { return nil }
+
+// FuzzStartTLS: whatever the server answers before TLS, StartTLS returns a
+// *Error at StepStartTLS or a proceed, and never panics.
+func FuzzStartTLS(f *testing.F) {
+	f.Add(tlsServerHeader+tlsFeatures+tlsProceed, true)
+	f.Add(tlsServerHeader+tlsFeatures+tlsProceed, false)
+	f.Add(tlsServerHeader+"<stream:features/>", true)
+	f.Add(tlsServerHeader+"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", false)
+	f.Add(tlsServerHeader+"<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>", true)
+	f.Fuzz(func(t *testing.T, answer string, pipelined bool) {
+		res, err := StartTLS(context.Background(), &answerConn{r: strings.NewReader(answer)}, tlsJID, pipelined)
+		if err != nil {
+			var le *Error
+			if !errors.As(err, &le) || le.Step != StepStartTLS || le.Kind == nil {
+				t.Fatalf("err = %#v, want a *Error at step starttls with a kind", err)
+			}
+			return
+		}
+		if res.RoundTrips < 1 || res.RoundTrips > 2 {
+			t.Fatalf("%d round trips", res.RoundTrips)
+		}
+	})
 }
