@@ -60,8 +60,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 // dialLink connects, secures and logs in (resuming the stream management
 // session resume names, if any), with the cache's help, and returns the new
 // connection, not yet started. It takes up to three attempts, each on a new
-// connection (see retry).
-func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (*link, error) {
+// connection (see retry), and calls Config.Trace.LoginDone once with the
+// outcome, whatever step ended it (see Trace).
+func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (l *link, err error) {
 	if d := c.cfg.timeout(); d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
@@ -69,13 +70,15 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (*link, err
 	}
 	d := &dialing{c: c, cfg: c.cfg, log: c.log, resume: resume, start: time.Now()}
 	d.info.CacheFault = c.cacheFault
+	if t := d.cfg.Trace; t != nil && t.LoginDone != nil {
+		defer func() { t.LoginDone(d.info, err) }()
+	}
 	var open time.Duration
 	if c.link() == nil {
 		open = c.openTime
 	}
 	d.adv = startAdvice(ctx, c.db, d.cfg, open, d.log)
 	defer d.adv.wait()
-	var err error
 	if d.password, err = password(ctx, d.cfg); err != nil {
 		return nil, err
 	}
@@ -87,28 +90,14 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (*link, err
 	}
 	for attempt := 1; ; attempt++ {
 		d.info.Attempts = attempt
-		tc, err := connect(ctx, d.cfg, d.targets, d.adv.features, &d.info, d.log)
-		if err != nil {
-			return nil, err
-		}
-		sess, res, err := d.login(ctx, tc)
+		sess, tc, res, err := d.attempt(ctx)
 		if err == nil {
-			l := d.loggedIn(ctx, attempt, sess, tc, res)
-			d.loginDone(nil)
-			return l, nil
+			return d.loggedIn(ctx, attempt, sess, tc, res), nil
 		}
 		if !d.retry(ctx, attempt, err) {
 			d.forgetKeys(ctx, err)
-			d.loginDone(err)
 			return nil, err
 		}
-	}
-}
-
-// loginDone tells Config.Trace the login finished.
-func (d *dialing) loginDone(err error) {
-	if t := d.cfg.Trace; t != nil && t.LoginDone != nil {
-		t.LoginDone(d.info, err)
 	}
 }
 
@@ -162,17 +151,23 @@ func (d *dialing) lookup(ctx context.Context) error {
 	return nil
 }
 
-// login logs in on tc, planned from the advice. On failure tc is closed.
-func (d *dialing) login(ctx context.Context, tc tlsConn) (*xmpp.Session, *login.Result, error) {
+// attempt connects and secures a connection (to the first target that
+// answers), then logs in on it, planned from the advice. On a failed login
+// the connection is closed.
+func (d *dialing) attempt(ctx context.Context) (*xmpp.Session, tlsConn, *login.Result, error) {
+	tc, err := connect(ctx, d.cfg, d.targets, d.adv.features, &d.info, d.log)
+	if err != nil {
+		return nil, tlsConn{}, nil, err
+	}
 	d.adv.needAll(&d.info) // the first write after TLS carries it all
 	loginStart := time.Now()
 	sess, res, err := login.Negotiate(ctx, tc.conn, d.loginConfig(tc))
 	d.info.Timings.Login = time.Since(loginStart)
 	if err != nil {
 		tc.conn.Close()
-		return nil, nil, err
+		return nil, tlsConn{}, nil, err
 	}
-	return sess, res, nil
+	return sess, tc, res, nil
 }
 
 // loginConfig is the login's configuration for an attempt on tc.
