@@ -70,10 +70,10 @@ type Marker struct {
 }
 
 // Publish publishes m as the account's displayed marker for m.Peer,
-// replacing the previous one, with the node configuration XEP-0490 asks
-// for (persistent items, as many as there are conversations, never sent on
-// their own, visible to the account only). It returns once the server has
-// answered.
+// replacing the previous one, with the publish-options XEP-0490 asks for
+// (persistent items, as many as there are conversations, no last item sent
+// to subscribers, whitelist access: the account's devices only). It returns
+// once the server has answered.
 func Publish(ctx context.Context, s *xmpp.Session, m Marker) error {
 	by := m.By
 	if by.Equal(jid.JID{}) {
