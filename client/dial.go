@@ -82,7 +82,7 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (l *link, e
 	if d.password, err = password(ctx, d.cfg); err != nil {
 		return nil, err
 	}
-	if err := d.lookup(ctx); err != nil {
+	if err = d.lookup(ctx); err != nil {
 		return nil, err
 	}
 	if c.db != nil {
