@@ -25,11 +25,12 @@ type StartTLSResult struct {
 // StartTLS negotiates STARTTLS on conn, a plain TCP connection to the
 // server of j: it sends the initial stream header (to j's domain, from j's
 // bare JID), asks for TLS and returns once the server said <proceed/>; the
-// caller then runs the TLS handshake on conn. With pipelined (the cache
-// says the server offers STARTTLS) the header and <starttls/> go in one
-// write: one round trip. Otherwise the features are read first: two. A
-// server that does not offer STARTTLS is an error (ErrTLS): the stream never
-// continues in plain text.
+// caller then runs the TLS handshake on conn. With pipelined (the caller
+// knows, from a cache, that the server offers STARTTLS) the header and
+// <starttls/> go in one write: one round trip. Otherwise the features are
+// read first: two. A server that does not offer STARTTLS is an error
+// (ErrTLS): the stream never continues in plain text. At most
+// MaxLoginBytes of the server's answer are read (ErrTooLarge beyond).
 //
 // The result counts what happened also when an error is returned. Errors
 // are *Error with Step StepStartTLS; when ctx ends, every read and write on
