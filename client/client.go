@@ -47,7 +47,13 @@ type Info struct {
 	StartTLSRoundTrips int
 	// ScramKeysCached reports that SCRAM used cached keys (no PBKDF2).
 	ScramKeysCached bool
-	// Attempts is 1, or 2 when a stale cache cost one retry.
+	// Attempts counts the login's attempts, each on a new connection: 1,
+	// plus one when the first attempt failed because the server refused
+	// the pipelined login (stream error policy-violation or
+	// unsupported-stanza-type) or the cached features were stale, plus one
+	// (once) when the server refused the cached FAST token and closed the
+	// stream before the password could follow. So at most 3: a refused
+	// pipelining or a stale cache, then a refused token.
 	Attempts int
 	// CacheFault, when not nil, is the *CacheError of a faulty cache file
 	// that this login worked around (moved aside, used read-only, or done

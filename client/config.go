@@ -166,14 +166,28 @@ type Config struct {
 	Trace *Trace
 }
 
-// Trace holds optional hooks called at the login's milestones, in order,
-// from the goroutine that called Dial. Hooks must not block.
+// Trace holds optional hooks called at a login's milestones, in order, on
+// the goroutine that runs the login: Dial's for the first, one of the
+// client's for the reconnections of Config.Reconnect (one login at a time).
+// Hooks must not block; a nil hook is skipped.
+//
+// In each login (Dial, and each reconnection) ConnectDone and TLSDone are
+// called for every connection tried, which may be several (Info.Attempts,
+// and more than one address per attempt), and LoginDone once, last.
 type Trace struct {
-	// ConnectDone is called when the TCP connection to addr is up (or failed).
+	// ConnectDone is called once per TCP connection attempt, when the
+	// connection to addr is up or has failed: for each address tried
+	// (SRV targets in order, the STARTTLS fallback on the same address),
+	// in each attempt of the login.
 	ConnectDone func(addr string, err error)
-	// TLSDone is called after the TLS handshake.
+	// TLSDone is called once per TLS handshake, when it has succeeded or
+	// failed, after the ConnectDone of the same connection. A connection
+	// that fails before the handshake (TCP connect, STARTTLS) has none.
 	TLSDone func(state tls.ConnectionState, err error)
-	// LoginDone is called when the login finished.
+	// LoginDone is called exactly once per login, last, with its final
+	// error (nil on success) whatever step ended it: the PasswordFunc, the
+	// SRV lookup, connect, STARTTLS, TLS or the login proper. info holds
+	// what was learned up to then.
 	LoginDone func(info Info, err error)
 }
 

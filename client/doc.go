@@ -51,5 +51,7 @@
 // A failed Dial returns a *login.Error; match the cause with errors.Is:
 // ErrAuth (wrong credentials), ErrRefused, ErrProtocol, ErrTLS, ErrTimeout,
 // ErrConnection, ErrInsecure, and context.Canceled when ctx was cancelled.
+// Its Step says which part failed (login.StepLookup, StepConnect,
+// StepStartTLS, StepTLS, then the login's own steps).
 // No error or log line ever contains a password or SASL payload.
 package client

@@ -1,16 +1,15 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 
-	"mellium.im/xmlstream"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/mds"
 )
 
 // ErrNoCache is returned by the message and marker methods of a client
@@ -41,121 +40,48 @@ func (c *link) MarkDisplayed(ctx context.Context, peer jid.JID, stanzaID string)
 	if err != nil || !moved {
 		return err
 	}
-	var b bytes.Buffer
-	b.WriteString("<iq type='set'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='urn:xmpp:mds:displayed:0'><item id='")
-	_ = xml.EscapeText(&b, []byte(peer.Bare().String()))
-	b.WriteString("'><displayed xmlns='urn:xmpp:mds:displayed:0'><stanza-id xmlns='urn:xmpp:sid:0' id='")
-	_ = xml.EscapeText(&b, []byte(stanzaID))
-	b.WriteString("' by='")
-	_ = xml.EscapeText(&b, []byte(acct.String()))
-	b.WriteString("'/></displayed></item></publish><publish-options><x xmlns='jabber:x:data' type='submit'>" +
-		"<field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>" +
-		"<field var='pubsub#persist_items'><value>true</value></field>" +
-		"<field var='pubsub#max_items'><value>max</value></field>" +
-		"<field var='pubsub#send_last_published_item'><value>never</value></field>" +
-		"<field var='pubsub#access_model'><value>whitelist</value></field>" +
-		"</x></publish-options></pubsub></iq>")
-	cond, err := c.iq(ctx, b.Bytes(), nil)
+	err = mds.Publish(ctx, c.sess, mds.Marker{Peer: peer.Bare(), StanzaID: stanzaID, By: acct})
+	var se stanza.Error
 	switch {
-	case err != nil:
-		return fmt.Errorf("client: publishing the displayed marker: %w", err)
-	case cond == "" || unsupported(cond):
-		if cond != "" {
-			c.log.Debug().Str("condition", cond).Msg("no XEP-0490 on this server; marker kept locally")
-		}
+	case err == nil:
+		return nil
+	case errors.As(err, &se) && noPEP(se):
+		c.log.Debug().Str("condition", string(se.Condition)).Msg("no XEP-0490 on this server; marker kept locally")
 		return nil
 	}
-	return fmt.Errorf("client: publishing the displayed marker: %s", cond)
+	return fmt.Errorf("client: publishing the displayed marker: %w", err)
 }
 
-// fetchDisplayed applies the XEP-0490 markers stored in the account's PEP.
-func (c *link) fetchDisplayed(ctx context.Context) error {
-	var res struct {
-		Items []struct {
-			ID        string `xml:"id,attr"`
-			Displayed struct {
-				StanzaID []struct {
-					ID string `xml:"id,attr"`
-					By string `xml:"by,attr"`
-				} `xml:"urn:xmpp:sid:0 stanza-id"`
-			} `xml:"urn:xmpp:mds:displayed:0 displayed"`
-		} `xml:"http://jabber.org/protocol/pubsub pubsub>items>item"`
-	}
-	cond, err := c.iq(ctx, []byte("<iq type='get'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:mds:displayed:0'/></pubsub></iq>"), &res)
-	if err != nil {
-		return err
-	}
-	if cond != "" {
-		return nil // no node yet, or no PEP: nothing to apply
-	}
-	acct := c.info.JID.Bare()
-	for _, it := range res.Items {
-		peer, err := jid.Parse(it.ID)
-		if err != nil {
-			continue
-		}
-		for _, sid := range it.Displayed.StanzaID {
-			by, err := jid.Parse(sid.By)
-			if err != nil || !by.Bare().Equal(acct) || sid.ID == "" {
-				continue
-			}
-			_, err = c.db.MarkDisplayed(ctx, acct.String(), peer.Bare().String(), sid.ID)
-			if err != nil && !errors.Is(err, cache.ErrUnknownMessage) {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func unsupported(cond string) bool {
-	switch cond {
-	case "feature-not-implemented", "service-unavailable", "item-not-found", "not-allowed", "forbidden":
+// noPEP reports the conditions of a server without (usable) PEP: the marker
+// stays local.
+func noPEP(se stanza.Error) bool {
+	switch se.Condition {
+	case stanza.FeatureNotImplemented, stanza.ServiceUnavailable, stanza.ItemNotFound, stanza.NotAllowed, stanza.Forbidden:
 		return true
 	}
 	return false
 }
 
-// iq sends a request and decodes a result into v (when not nil); an error
-// answer returns its condition.
-func (c *link) iq(ctx context.Context, req []byte, v any) (cond string, err error) {
-	resp, err := c.sess.SendIQ(ctx, xml.NewDecoder(bytes.NewReader(req)))
+// fetchDisplayed applies the XEP-0490 markers stored in the account's PEP
+// to the cache: those of one-to-one conversations, whose stanza-ids are the
+// account's archive ids (the cache holds no groupchat).
+func (c *link) fetchDisplayed(ctx context.Context) error {
+	markers, err := mds.Fetch(ctx, c.sess)
+	if errors.As(err, new(stanza.Error)) {
+		return nil // no node yet, or no PEP: nothing to apply
+	}
 	if err != nil {
-		return "", err
+		return err
 	}
-	defer resp.Close()
-	var raw bytes.Buffer
-	e := xml.NewEncoder(&raw)
-	if _, err := xmlstream.Copy(e, resp); err != nil {
-		return "", err
-	}
-	if err := e.Flush(); err != nil {
-		return "", err
-	}
-	var iq struct {
-		Type  string `xml:"type,attr"`
-		Error *struct {
-			Inner []struct{ XMLName xml.Name } `xml:",any"`
-		} `xml:"error"`
-	}
-	if err := xml.Unmarshal(raw.Bytes(), &iq); err != nil {
-		return "", fmt.Errorf("client: IQ answer: %w", err)
-	}
-	if iq.Type == "error" {
-		cond = "undefined-condition"
-		if iq.Error != nil {
-			for _, in := range iq.Error.Inner {
-				if in.XMLName.Space == "urn:ietf:params:xml:ns:xmpp-stanzas" && in.XMLName.Local != "text" {
-					cond = in.XMLName.Local
-				}
-			}
+	acct := c.info.JID.Bare()
+	for _, m := range markers {
+		if !m.By.Equal(acct) {
+			continue
 		}
-		return cond, nil
-	}
-	if v != nil {
-		if err := xml.Unmarshal(raw.Bytes(), v); err != nil {
-			return "", fmt.Errorf("client: IQ answer: %w", err)
+		_, err := c.db.MarkDisplayed(ctx, acct.String(), m.Peer.String(), m.StanzaID)
+		if err != nil && !errors.Is(err, cache.ErrUnknownMessage) {
+			return err
 		}
 	}
-	return "", nil
+	return nil
 }

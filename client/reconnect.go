@@ -131,7 +131,7 @@ func permanent(err error) bool {
 		return true
 	}
 	var le *login.Error
-	if errors.As(err, &le) && le.Step == "tls" && errors.Is(err, ErrTLS) {
+	if errors.As(err, &le) && le.Step == login.StepTLS && errors.Is(err, ErrTLS) {
 		return true
 	}
 	return false

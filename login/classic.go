@@ -20,14 +20,14 @@ func (n *negotiation) classic(ctx context.Context, r *reader, p plan) error {
 	}
 	// RFC 6120 §6.4.6: after success the client restarts the stream. Never
 	// pipelined before the success: real servers drop or break on it.
-	n.step = "restart"
+	n.step = StepRestart
 	if err := n.write(n.header()); err != nil {
 		return err
 	}
 	if err := r.header(); err != nil {
 		return err
 	}
-	n.step = "features"
+	n.step = StepFeatures
 	start, err := r.next()
 	if err != nil {
 		return err
@@ -58,7 +58,7 @@ func (n *negotiation) classic(ctx context.Context, r *reader, p plan) error {
 
 // saslClassic runs the urn:ietf:params:xml:ns:xmpp-sasl exchange.
 func (n *negotiation) saslClassic(r *reader, p *plan) error {
-	n.step = "auth"
+	n.step = StepAuth
 	for {
 		start, err := r.next()
 		if err != nil {
@@ -94,7 +94,7 @@ func (n *negotiation) saslClassic(r *reader, p *plan) error {
 // bindClassic binds a resource with an IQ (RFC 6120 §7), then enables
 // carbons (XEP-0280) and stream management (XEP-0198) in one write.
 func (n *negotiation) bindClassic(_ context.Context, r *reader, post features.Features) error {
-	n.step = "bind"
+	n.step = StepBind
 	var b bytes.Buffer
 	b.WriteString("<iq type='set' id='pb-bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>")
 	if n.cfg.Resource != "" {
@@ -125,7 +125,7 @@ func (n *negotiation) bindClassic(_ context.Context, r *reader, post features.Fe
 // a nonza against an IQ result, and ejabberd 24.12 answers <enabled/> first
 // where Prosody answers the IQ first.
 func (n *negotiation) enableAfterBind(r *reader, post features.Features) error {
-	n.step = "enable"
+	n.step = StepEnable
 	wantCarbons := !n.cfg.NoCarbons
 	wantSM := !n.cfg.NoSM && post.SM
 	var b []byte

@@ -146,11 +146,11 @@ func (n *negotiation) bind2Draft(_ context.Context, r *reader, p plan) error {
 	if err := n.saslClassic(r, &p); err != nil {
 		return err
 	}
-	n.step = "restart"
+	n.step = StepRestart
 	if err := r.header(); err != nil {
 		return err
 	}
-	n.step = "features"
+	n.step = StepFeatures
 	start, err := r.next()
 	if err != nil {
 		return err
@@ -177,7 +177,7 @@ func (n *negotiation) bind2Draft(_ context.Context, r *reader, p plan) error {
 
 // readDraftBound reads the <bound> answering <bind xmlns='urn:xmpp:bind2:0'/>.
 func (n *negotiation) readDraftBound(r *reader) error {
-	n.step = "bind"
+	n.step = StepBind
 	start, err := r.next()
 	if err != nil {
 		return err

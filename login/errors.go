@@ -45,10 +45,35 @@ var (
 	ErrInsecure = errors.New("refusing an insecure login")
 )
 
+// Step names the part of a connection's setup that failed (Error.Step).
+// Its String is the text error messages print.
+type Step string
+
+// The steps, in the order a login goes through them. The first four are
+// before the login proper: package client sets them (lookup, connect, tls)
+// and StartTLS sets StepStartTLS.
+const (
+	StepLookup       Step = "lookup"        // SRV lookup (XEP-0368)
+	StepConnect      Step = "connect"       // TCP connect
+	StepStartTLS     Step = "starttls"      // STARTTLS negotiation (RFC 6120 §5)
+	StepTLS          Step = "tls"           // TLS handshake
+	StepConfig       Step = "config"        // a Config that cannot log in
+	StepWrite        Step = "write"         // the first write after TLS
+	StepStreamHeader Step = "stream header" // the server's first stream header
+	StepFeatures     Step = "features"      // stream features (before or after authentication)
+	StepAuth         Step = "auth"          // SASL or SASL2 authentication
+	StepRestart      Step = "restart"       // the stream restart after classic SASL
+	StepBind         Step = "bind"          // resource binding (RFC 6120, Bind 2 or its draft)
+	StepEnable       Step = "enable"        // enabling carbons and stream management (classic path)
+)
+
+// String returns the step's text, as error messages print it.
+func (s Step) String() string { return string(s) }
+
 // Error describes a failed login: the step that failed, the path, the
 // server, and the cause. It never holds a credential.
 type Error struct {
-	Step   string // "dial", "tls", "starttls", "features", "auth", "bind", ...
+	Step   Step
 	Path   Path
 	Domain string
 	Kind   error // one of the sentinel errors above
@@ -68,7 +93,7 @@ func (e *Error) Error() string {
 		b.WriteString(")")
 	}
 	b.WriteString(": ")
-	b.WriteString(e.Step)
+	b.WriteString(e.Step.String())
 	b.WriteString(": ")
 	if e.Err != nil {
 		b.WriteString(e.Err.Error())
@@ -174,14 +199,40 @@ func IsStale(err error) (*StaleError, bool) {
 	return nil, false
 }
 
+// NewError returns the *Error of a failure at step: kind (one of the
+// sentinel errors above) and the cause err. When ctx has ended, the kind is
+// the context's instead (context.Canceled, or ErrTimeout for a deadline, which
+// also matches context.DeadlineExceeded) whatever the cause, so that a
+// cancelled login always matches context.Canceled. Package client builds its
+// errors of the steps before the login (lookup, connect, TLS) with it.
+func NewError(ctx context.Context, step Step, domain string, kind, err error) *Error {
+	if cerr := ctx.Err(); cerr != nil {
+		kind = context.Canceled
+		if errors.Is(cerr, context.DeadlineExceeded) {
+			kind = ErrTimeout
+		}
+		if !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w (%v)", cerr, err)
+		}
+	}
+	return &Error{Step: step, Domain: domain, Kind: kind, Err: err}
+}
+
 // classify wraps err into a *Error with the right kind.
-func classify(ctx context.Context, step string, path Path, domain string, err error) error {
+func classify(ctx context.Context, step Step, path Path, domain string, err error) error {
 	if err == nil {
 		return nil
 	}
 	var le *Error
 	if errors.As(err, &le) {
 		return err
+	}
+	if ctx.Err() != nil {
+		// The context ended: report its error so errors.Is(err,
+		// context.Canceled / DeadlineExceeded) holds.
+		e := NewError(ctx, step, domain, nil, err)
+		e.Path = path
+		return e
 	}
 	e := &Error{Step: step, Path: path, Domain: domain, Err: err}
 	var sasl *SASLError
@@ -194,17 +245,6 @@ func classify(ctx context.Context, step string, path Path, domain string, err er
 	var rherr tls.RecordHeaderError
 	var alert tls.AlertError
 	switch {
-	case ctx.Err() != nil:
-		// The context ended: report its error so errors.Is(err,
-		// context.Canceled / DeadlineExceeded) holds.
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			e.Kind = ErrTimeout
-		} else {
-			e.Kind = context.Canceled
-		}
-		if !errors.Is(err, ctx.Err()) {
-			e.Err = fmt.Errorf("%w (%v)", ctx.Err(), err)
-		}
 	case errors.As(err, new(*stanzaError)):
 		e.Kind = ErrRefused
 	case errors.As(err, &sasl):

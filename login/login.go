@@ -306,7 +306,7 @@ type negotiation struct {
 	conn   *wire.Conn
 	tls    tls.ConnectionState
 	log    zerolog.Logger
-	step   string
+	step   Step
 	res    Result
 
 	tokenRefused bool // Config.Token was refused: plan with the password
@@ -315,11 +315,11 @@ type negotiation struct {
 
 func newNegotiation(conn net.Conn, cfg Config) (*negotiation, error) {
 	if cfg.JID.Localpart() == "" {
-		return nil, &Error{Step: "config", Kind: ErrRefused, Err: fmt.Errorf("JID %q has no localpart", cfg.JID)}
+		return nil, &Error{Step: StepConfig, Kind: ErrRefused, Err: fmt.Errorf("JID %q has no localpart", cfg.JID)}
 	}
 	tc, ok := conn.(interface{ ConnectionState() tls.ConnectionState })
 	if !ok {
-		return nil, &Error{Step: "config", Domain: cfg.JID.Domainpart(), Kind: ErrTLS, Err: fmt.Errorf("%T is not a TLS connection", conn)}
+		return nil, &Error{Step: StepConfig, Domain: cfg.JID.Domainpart(), Kind: ErrTLS, Err: fmt.Errorf("%T is not a TLS connection", conn)}
 	}
 	n := &negotiation{
 		cfg:    cfg,
@@ -361,7 +361,7 @@ func (n *negotiation) negotiate(ctx context.Context, in, out *stream.Info, s *xm
 	n.res.RoundTrips, n.res.Flights = m.RoundTrips(), m.Flights
 	n.res.BytesIn, n.res.BytesOut = m.BytesIn, m.BytesOut
 	if !s.UpdateAddr(n.res.JID) {
-		return 0, nil, nil, classify(ctx, "bind", n.res.Path, n.domain.String(), protocolErrorf("session already ready"))
+		return 0, nil, nil, classify(ctx, StepBind, n.res.Path, n.domain.String(), protocolErrorf("session already ready"))
 	}
 	return xmpp.Ready | xmpp.Authn | xmpp.Secure, nil, nil, nil
 }
@@ -391,7 +391,7 @@ func (n *negotiation) run(ctx context.Context, r *reader) error {
 		if err != nil {
 			return err
 		}
-		n.step = "write"
+		n.step = StepWrite
 		if err := n.write(append(n.header(), burst...)); err != nil {
 			return err
 		}
@@ -408,7 +408,7 @@ func (n *negotiation) run(ctx context.Context, r *reader) error {
 		}
 	} else {
 		n.res.Source = SourceNetwork
-		n.step = "write"
+		n.step = StepWrite
 		if err := n.write(n.header()); err != nil {
 			return err
 		}
@@ -441,16 +441,22 @@ func (n *negotiation) run(ctx context.Context, r *reader) error {
 	}
 }
 
-// header is the initial stream header, always with from= the bare JID (FAST
-// and ejabberd's SASL2 need it).
+// header is the initial stream header (and the one after a restart).
 func (n *negotiation) header() []byte {
-	var b bytes.Buffer
-	b.WriteString("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='")
-	escapeAttr(&b, n.domain.String())
-	b.WriteString("' from='")
-	escapeAttr(&b, n.bare.String())
-	b.WriteString("'>")
-	return b.Bytes()
+	return appendHeader(nil, n.domain.String(), n.bare.String())
+}
+
+// appendHeader appends an initial stream header to domain to b, always with
+// from= the bare JID (FAST and ejabberd's SASL2 need it; STARTTLS sends
+// the same header).
+func appendHeader(b []byte, domain, bare string) []byte {
+	buf := bytes.NewBuffer(b)
+	buf.WriteString("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='")
+	escapeAttr(buf, domain)
+	buf.WriteString("' from='")
+	escapeAttr(buf, bare)
+	buf.WriteString("'>")
+	return buf.Bytes()
 }
 
 // write sends p in one Write on the connection.
@@ -460,11 +466,11 @@ func (n *negotiation) write(p []byte) error {
 }
 
 func (n *negotiation) readHeaderAndFeatures(r *reader) (features.Features, error) {
-	n.step = "stream header"
+	n.step = StepStreamHeader
 	if err := r.header(); err != nil {
 		return features.Features{}, err
 	}
-	n.step = "features"
+	n.step = StepFeatures
 	start, err := r.next()
 	if err != nil {
 		return features.Features{}, err

@@ -111,7 +111,7 @@ func (n *negotiation) checkLive(p plan, live features.Features) error {
 // firstAuth starts SASL for p and returns the first authentication element
 // (<authenticate> for SASL2, <auth> otherwise).
 func (n *negotiation) firstAuth(p *plan) ([]byte, error) {
-	n.step = "auth"
+	n.step = StepAuth
 	neg, err := n.newSASL(p.mech, p.remote)
 	if err != nil {
 		return nil, err

@@ -197,7 +197,7 @@ func (n *negotiation) sasl2(ctx context.Context, r *reader, p plan) error {
 // are answered, and a refused FAST token falls back to the password on the
 // same stream.
 func (n *negotiation) sasl2Exchange(r *reader, p *plan) (Success, error) {
-	n.step = "auth"
+	n.step = StepAuth
 	for {
 		start, err := r.next()
 		if err != nil {
@@ -294,7 +294,7 @@ func (n *negotiation) resumedInline(succ Success) (bool, error) {
 // restart) and takes the inline Bind 2 result, or binds the classic way on
 // this stream.
 func (n *negotiation) afterSASL2(ctx context.Context, r *reader, p plan, succ Success) error {
-	n.step = "features"
+	n.step = StepFeatures
 	start, err := r.next()
 	if err != nil {
 		return err

@@ -48,11 +48,17 @@ type Fault struct {
 	// UnexpectedElement is raw XML written right before <success/> (classic
 	// SASL or SASL2), in its own write. It is not validated.
 	UnexpectedElement string
+	// CloseAfterSASL2Failure ends the stream right after a SASL2 <failure>
+	// (a refused FAST token included) and closes the connection, as a
+	// server that allows one authentication per connection does: the
+	// client cannot fall back to the password on the same stream.
+	CloseAfterSASL2Failure bool
 }
 
 var (
-	errFaultClosed  = errors.New("xmpptest: connection closed by Fault.CloseAfter")
-	errFaultStalled = errors.New("xmpptest: output stalled by Fault.StallAfter")
+	errFaultClosed     = errors.New("xmpptest: connection closed by Fault.CloseAfter")
+	errFaultStalled    = errors.New("xmpptest: output stalled by Fault.StallAfter")
+	errFaultAuthClosed = errors.New("xmpptest: connection closed by Fault.CloseAfterSASL2Failure")
 )
 
 // faultLimit cuts data at the first CloseAfter or StallAfter limit it

@@ -178,6 +178,32 @@ func TestFaultStreamError(t *testing.T) {
 	}
 }
 
+// TestFaultCloseAfterSASL2Failure: after a SASL2 <failure> the stream ends
+// and nothing else is answered on it.
+func TestFaultCloseAfterSASL2Failure(t *testing.T) {
+	s := newTestServer(t, Config{Fault: faultFirst(Fault{CloseAfterSASL2Failure: true})})
+	c := dialTLS(t, s)
+	c.write(streamHeader("alice@localhost") + sasl2Plain("alice", "wrong", "x"))
+	c.header()
+	c.expect(nsStream, "features")
+	c.expect(nsSASL2, "failure")
+	if el, ok := c.tryNext(); ok {
+		t.Errorf("after the failure: %s", el.String())
+	}
+	waitDone(t, s.Conns()[0])
+
+	// The next connection has no fault: a failure leaves the stream open.
+	c = dialTLS(t, s)
+	c.write(streamHeader("alice@localhost") + sasl2Plain("alice", "wrong", "x"))
+	c.header()
+	c.expect(nsStream, "features")
+	c.expect(nsSASL2, "failure")
+	c.write(sasl2Plain("alice", "secret", "x"))
+	c.expect(nsSASL2, "success")
+	c.expect(nsStream, "features")
+	c.close()
+}
+
 func TestFaultRefusePipelined(t *testing.T) {
 	s := newTestServer(t, Config{Fault: func(int) Fault { return Fault{RefusePipelined: true} }})
 

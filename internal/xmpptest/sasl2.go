@@ -128,7 +128,11 @@ func (c *conn) sasl2Failure(serr *saslError) error {
 	if serr.text != "" {
 		f.add(newElement(nsSASL2, "text").addText(serr.text))
 	}
-	return c.send(f)
+	if err := c.send(f); err != nil || !c.fault.CloseAfterSASL2Failure {
+		return err
+	}
+	_ = c.writeRaw(streamName, true, []byte("</stream:stream>"))
+	return errFaultAuthClosed
 }
 
 // sasl2Success processes the inline requests (XEP-0388 §success: after

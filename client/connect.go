@@ -1,0 +1,259 @@
+package client
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/login"
+)
+
+// target is one address to try, with its TLS mode.
+type target struct {
+	addr   string
+	direct bool
+	// fallback: on a non-TLS answer, retry this address with STARTTLS.
+	fallback bool
+}
+
+// resolve returns the addresses to try, in order (XEP-0368).
+func resolve(ctx context.Context, cfg Config, cached *cache.Features) ([]target, error) {
+	if cfg.Addr != "" {
+		return addrTargets(cfg, cached)
+	}
+	recs, err := lookupSRV(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return srvTargets(cfg, recs), nil
+}
+
+// addrTargets is Config.Addr with its TLS mode: the one configured, else
+// the one the cache remembers, else Direct TLS with a STARTTLS fallback.
+func addrTargets(cfg Config, cached *cache.Features) ([]target, error) {
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		return nil, fmt.Errorf("client: Config.Addr: %w", err)
+	}
+	switch cfg.TLS {
+	case TLSDirect:
+		return []target{{addr: cfg.Addr, direct: true}}, nil
+	case TLSStartTLS:
+		return []target{{addr: cfg.Addr}}, nil
+	}
+	if cached != nil {
+		return []target{{addr: cfg.Addr, direct: cached.DirectTLS}}, nil
+	}
+	return []target{{addr: cfg.Addr, direct: true, fallback: true}}, nil
+}
+
+// srvRecord is one SRV record, from the Direct TLS service or not.
+type srvRecord struct {
+	srv    *net.SRV
+	direct bool
+}
+
+// lookupSRV looks up the services Config.TLS allows: _xmpps-client (Direct
+// TLS) and _xmpp-client (STARTTLS). A lookup that fails counts as no
+// records, unless ctx ended.
+func lookupSRV(ctx context.Context, cfg Config) ([]srvRecord, error) {
+	domain := cfg.JID.Domainpart()
+	var r Resolver = net.DefaultResolver
+	if cfg.Resolver != nil {
+		r = cfg.Resolver
+	}
+	var recs []srvRecord
+	for _, s := range []struct {
+		service string
+		direct  bool
+	}{{"xmpps-client", true}, {"xmpp-client", false}} {
+		if (cfg.TLS == TLSDirect && !s.direct) || (cfg.TLS == TLSStartTLS && s.direct) {
+			continue
+		}
+		_, addrs, err := r.LookupSRV(ctx, s.service, "tcp", domain)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, login.NewError(ctx, login.StepLookup, domain, login.ErrTimeout, err)
+			}
+			continue
+		}
+		for _, a := range addrs {
+			if a.Target == "." || a.Target == "" {
+				continue // RFC 2782: service decidedly not available
+			}
+			recs = append(recs, srvRecord{a, s.direct})
+		}
+	}
+	return recs, nil
+}
+
+// srvTargets orders the records and makes them targets; with none, the
+// domain itself (RFC 6120 §3.2.2).
+func srvTargets(cfg Config, recs []srvRecord) []target {
+	// net.LookupSRV orders each set by priority and weight; merge the two
+	// sets by priority, Direct TLS first among equals (XEP-0368 §3).
+	slices.SortStableFunc(recs, func(a, b srvRecord) int {
+		if c := cmp.Compare(a.srv.Priority, b.srv.Priority); c != 0 {
+			return c
+		}
+		switch {
+		case a.direct && !b.direct:
+			return -1
+		case b.direct && !a.direct:
+			return 1
+		}
+		return 0
+	})
+	var out []target
+	for _, rc := range recs {
+		host := strings.TrimSuffix(rc.srv.Target, ".")
+		out = append(out, target{addr: net.JoinHostPort(host, strconv.Itoa(int(rc.srv.Port))), direct: rc.direct})
+	}
+	if len(out) > 0 {
+		return out
+	}
+	domain := cfg.JID.Domainpart()
+	if cfg.TLS == TLSDirect {
+		return []target{{addr: net.JoinHostPort(domain, "5223"), direct: true}}
+	}
+	return []target{{addr: net.JoinHostPort(domain, "5222")}}
+}
+
+// tlsConn is a secured connection ready for the login.
+type tlsConn struct {
+	conn            *tls.Conn
+	direct          bool
+	startTLSOffered bool
+}
+
+// connect tries each target in order until one is connected and secured.
+func connect(ctx context.Context, cfg Config, targets []target, cached *cache.Features, info *Info, log zerolog.Logger) (tlsConn, error) {
+	domain := cfg.JID.Domainpart()
+	var errs []error
+	for _, t := range targets {
+		tc, err := connectOne(ctx, cfg, t, cached, info, log)
+		if err == nil {
+			return tc, nil
+		}
+		var le *login.Error
+		if errors.As(err, &le) && (errors.Is(err, login.ErrTLS) && !isNotTLS(err)) {
+			// A certificate that does not verify is an answer, not an
+			// unreachable address: never try further addresses around it.
+			return tlsConn{}, err
+		}
+		if t.fallback && isNotTLS(err) {
+			log.Debug().Str("addr", t.addr).Msg("no TLS on this address; trying STARTTLS")
+			tc, err = connectOne(ctx, cfg, target{addr: t.addr}, cached, info, log)
+			if err == nil {
+				return tc, nil
+			}
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 1 {
+		return tlsConn{}, errs[0]
+	}
+	return tlsConn{}, &login.Error{Step: login.StepConnect, Domain: domain, Kind: kindOf(errs), Err: errors.Join(errs...)}
+}
+
+func kindOf(errs []error) error {
+	for _, k := range []error{login.ErrTimeout, login.ErrTLS, login.ErrRefused, login.ErrProtocol} {
+		for _, e := range errs {
+			if errors.Is(e, k) {
+				return k
+			}
+		}
+	}
+	return login.ErrConnection
+}
+
+func isNotTLS(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh)
+}
+
+func connectOne(ctx context.Context, cfg Config, t target, cached *cache.Features, info *Info, log zerolog.Logger) (tlsConn, error) {
+	domain := cfg.JID.Domainpart()
+	dial := cfg.DialFunc
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	connStart := time.Now()
+	raw, err := dial(ctx, "tcp", t.addr)
+	if cfg.Trace != nil && cfg.Trace.ConnectDone != nil {
+		cfg.Trace.ConnectDone(t.addr, err)
+	}
+	if err != nil {
+		return tlsConn{}, login.NewError(ctx, login.StepConnect, domain, login.ErrConnection, err)
+	}
+	info.Timings.Connect = time.Since(connStart)
+	info.Addr = t.addr
+	if tc, ok := raw.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	tlsCfg := tlsConfig(cfg, t.direct)
+	var tc tlsConn
+	tc.direct = t.direct
+	if !t.direct {
+		stStart := time.Now()
+		// STARTTLS is pipelined when the cache says the server offers it.
+		st, err := login.StartTLS(ctx, raw, cfg.JID, cached != nil && cached.StartTLS)
+		info.Timings.StartTLS = time.Since(stStart)
+		info.StartTLSRoundTrips = st.RoundTrips
+		if err != nil {
+			raw.Close()
+			return tlsConn{}, err
+		}
+		tc.startTLSOffered = st.Offered
+	}
+	tlsStart := time.Now()
+	conn := tls.Client(raw, tlsCfg)
+	err = conn.HandshakeContext(ctx)
+	info.Timings.TLS = time.Since(tlsStart)
+	if cfg.Trace != nil && cfg.Trace.TLSDone != nil {
+		cfg.Trace.TLSDone(conn.ConnectionState(), err)
+	}
+	if err != nil {
+		raw.Close()
+		return tlsConn{}, login.NewError(ctx, login.StepTLS, domain, login.ErrTLS, err)
+	}
+	cs := conn.ConnectionState()
+	info.DirectTLS = t.direct
+	info.TLSVersion = tls.VersionName(cs.Version)
+	log.Debug().Str("addr", t.addr).Bool("direct_tls", t.direct).Str("tls", info.TLSVersion).Msg("secured")
+	tc.conn = conn
+	return tc, nil
+}
+
+func tlsConfig(cfg Config, direct bool) *tls.Config {
+	var c *tls.Config
+	if cfg.TLSConfig != nil {
+		c = cfg.TLSConfig.Clone()
+	} else {
+		c = &tls.Config{}
+	}
+	if c.ServerName == "" {
+		c.ServerName = cfg.JID.Domainpart()
+	}
+	if c.MinVersion == 0 {
+		c.MinVersion = tls.VersionTLS12
+	}
+	if direct && len(c.NextProtos) == 0 {
+		// XEP-0368 §3: Direct TLS negotiates ALPN "xmpp-client".
+		c.NextProtos = []string{"xmpp-client"}
+	}
+	return c
+}
