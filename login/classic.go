@@ -72,7 +72,7 @@ func (n *negotiation) saslClassic(r *reader, p *plan) error {
 		case xml.Name{Space: NSSASL, Local: "success"}:
 			var text string
 			if err := r.d.DecodeElement(&text, &start); err != nil {
-				return protocolErrorf("success: %v", err)
+				return readError("success", err)
 			}
 			data, err := decodeBase64(text)
 			if err != nil {
@@ -187,7 +187,7 @@ func (n *negotiation) smAnswer(r *reader, start xml.StartElement) error {
 	case "enabled":
 		var e sm.Enabled
 		if err := r.d.DecodeElement(&e, &start); err != nil {
-			return protocolErrorf("sm enabled: %v", err)
+			return readError("sm enabled", err)
 		}
 		st, err := e.State()
 		if err != nil {

@@ -66,7 +66,7 @@ func ParseDraftBound(data []byte) (DraftBound, error) {
 	for {
 		tok, err := d.Token()
 		if err != nil {
-			return DraftBound{}, protocolErrorf("bound: %v", err)
+			return DraftBound{}, readError("bound", err)
 		}
 		if start, ok := tok.(xml.StartElement); ok {
 			if start.Name != (xml.Name{Space: NSBind2Draft, Local: "bound"}) {
@@ -80,7 +80,7 @@ func ParseDraftBound(data []byte) (DraftBound, error) {
 func decodeDraftBound(d *xml.Decoder, start xml.StartElement) (DraftBound, error) {
 	var w wireDraftBound
 	if err := d.DecodeElement(&w, &start); err != nil {
-		return DraftBound{}, protocolErrorf("bound: %v", err)
+		return DraftBound{}, readError("bound", err)
 	}
 	var b DraftBound
 	j, err := jid.Parse(strings.TrimSpace(w.JID))

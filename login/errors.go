@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -266,13 +267,47 @@ func classify(ctx context.Context, step Step, path Path, domain string, err erro
 		e.Kind = ErrTLS
 	case errors.As(err, &netErr) && netErr.Timeout():
 		e.Kind = ErrTimeout
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
+	case ConnectionLost(err):
 		e.Kind = ErrConnection
 	default:
 		e.Kind = ErrProtocol
 	}
 	return e
+}
+
+// ConnectionLost reports whether err is the connection ending under the
+// reader or the writer: the peer closed it (also in the middle of an
+// element, which encoding/xml reports as a syntax error), reset it, or it
+// was closed here. Such a failure is safe to retry on a new connection.
+func ConnectionLost(err error) bool {
+	var se *xml.SyntaxError
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrClosedPipe),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED),
+		errors.Is(err, syscall.ETIMEDOUT):
+		return true
+	case errors.As(err, &se):
+		return se.Msg == "unexpected EOF"
+	}
+	return false
+}
+
+// readError is the error of reading what an element holds: the connection
+// lost under the decoder (ConnectionLost), else a protocol error.
+func readError(what string, err error) error {
+	if ConnectionLost(err) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return protocolErrorf("%s: %v", what, err)
+}
+
+// truncated is for the parsers of a whole serialized element: there, the
+// input ending early is malformed input, not a lost connection.
+func truncated[T any](v T, err error) (T, error) {
+	if err != nil && !errors.Is(err, ErrProtocol) {
+		err = protocolErrorf("%v", err)
+	}
+	return v, err
 }
 
 // protocolErrorf returns an error matching ErrProtocol.

@@ -2,14 +2,20 @@ package login
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io"
+	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"mellium.im/xmpp/jid"
 )
 
 // stepConstants returns every constant of type Step declared in this
@@ -93,5 +99,39 @@ func TestErrorPrintsStep(t *testing.T) {
 	var le *Error
 	if !errors.As(err, &le) || le.Step != StepStreamHeader {
 		t.Errorf("Step = %v", le)
+	}
+}
+
+// pipeTLS is one end of a net.Pipe that passes for an established TLS
+// connection (a verified TLS 1.3 one).
+type pipeTLS struct{ net.Conn }
+
+func (pipeTLS) ConnectionState() tls.ConnectionState {
+	return tls.ConnectionState{Version: tls.VersionTLS13, HandshakeComplete: true, VerifiedChains: [][]*x509.Certificate{{}}}
+}
+
+// TestPeerClosesDuringLogin: the server closing the connection at any
+// point of the login is ErrConnection (safe to retry), never ErrProtocol,
+// whether the close falls between elements or inside one.
+func TestPeerClosesDuringLogin(t *testing.T) {
+	const header = `<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' from='example.org' id='s'>`
+	for _, sent := range []string{
+		"",
+		header,
+		header + "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechan",
+		header + "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>",
+	} {
+		client, server := net.Pipe()
+		go func() {
+			buf := make([]byte, 4096)
+			_, _ = server.Read(buf) // the client's header
+			_, _ = io.WriteString(server, sent)
+			server.Close()
+		}()
+		_, err := Negotiate(context.Background(), pipeTLS{client}, Config{JID: jid.MustParse("alice@example.org"), Password: "pw"})
+		client.Close()
+		if !errors.Is(err, ErrConnection) || errors.Is(err, ErrProtocol) {
+			t.Errorf("closed after %.60q...: %v, want ErrConnection", sent, err)
+		}
 	}
 }

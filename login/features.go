@@ -52,7 +52,7 @@ type wireFeatures struct {
 func decodeFeatures(d *xml.Decoder, start xml.StartElement) (features.Features, error) {
 	var w wireFeatures
 	if err := d.DecodeElement(&w, &start); err != nil {
-		return features.Features{}, protocolErrorf("features: %v", err)
+		return features.Features{}, readError("features", err)
 	}
 	return w.features(), nil
 }
@@ -71,7 +71,7 @@ func ParseFeatures(data []byte) (features.Features, error) {
 			if start.Name.Local != "features" || start.Name.Space != NSStream {
 				return features.Features{}, protocolErrorf("features: unexpected <%s xmlns='%s'>", start.Name.Local, start.Name.Space)
 			}
-			return decodeFeatures(d, start)
+			return truncated(decodeFeatures(d, start))
 		}
 	}
 }

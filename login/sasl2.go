@@ -71,7 +71,7 @@ type wireSuccess struct {
 func decodeSASL2Success(d *xml.Decoder, start xml.StartElement) (Success, error) {
 	var w wireSuccess
 	if err := d.DecodeElement(&w, &start); err != nil {
-		return Success{}, protocolErrorf("sasl2 success: %v", err)
+		return Success{}, readError("sasl2 success", err)
 	}
 	return w.parse()
 }
@@ -88,7 +88,7 @@ func ParseSASL2Success(data []byte) (Success, error) {
 			if start.Name != (xml.Name{Space: NSSASL2, Local: "success"}) {
 				return Success{}, protocolErrorf("expected sasl2 <success>, got <%s>", start.Name.Local)
 			}
-			return decodeSASL2Success(d, start)
+			return truncated(decodeSASL2Success(d, start))
 		}
 	}
 }
@@ -160,7 +160,7 @@ func saslFailure(d *xml.Decoder, start xml.StartElement) error {
 		} `xml:",any"`
 	}
 	if err := d.DecodeElement(&e, &start); err != nil {
-		return protocolErrorf("sasl failure: %v", err)
+		return readError("sasl failure", err)
 	}
 	f := &SASLError{Condition: "undefined-condition"}
 	for _, in := range e.Inner {
@@ -332,7 +332,7 @@ func (n *negotiation) requestedCarbons(p plan) bool {
 func (n *negotiation) challenge(r *reader, start xml.StartElement, p *plan, ns string) error {
 	var text string
 	if err := r.d.DecodeElement(&text, &start); err != nil {
-		return protocolErrorf("challenge: %v", err)
+		return readError("challenge", err)
 	}
 	data, err := decodeBase64(text)
 	if err != nil {

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bufio"
+	"errors"
 	"crypto/tls"
 	"io"
 	"net"
@@ -90,6 +91,7 @@ type Conn struct {
 
 	writing atomic.Int32 // writes in progress
 	dead    atomic.Bool  // Abort: deadlines stay in the past
+	refused sync.Once    // the stream error for bad input is sent once
 }
 
 // New returns a Conn over c, metering a login until EndLogin.
@@ -185,7 +187,7 @@ func (r netReader) Read(p []byte) (int, error) {
 	if n > 0 {
 		if m := r.c.meter.Load(); m != nil {
 			if merr := m.read(n); merr != nil {
-				return n, merr
+				return n, r.c.refuse(merr)
 			}
 		}
 	}
@@ -249,7 +251,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) feed(b byte) error {
 	switch k := c.in.Feed(b); {
 	case k == KindError:
-		return c.in.Err()
+		return c.refuse(c.in.Err())
 	case k.Stanza():
 		c.handled()
 	}
@@ -276,6 +278,30 @@ func (c *Conn) readReplay() (byte, error) {
 		c.handled()
 	}
 	return b, nil
+}
+
+// streamErrorTimeout bounds the write of the stream error that ends a
+// stream whose input broke the rules.
+const streamErrorTimeout = 2 * time.Second
+
+// refuse ends the stream after input that broke the rules: it sends the
+// stream error RFC 6120 §4.9.3 names for it (once; a server that does not
+// read cannot hold it for more than streamErrorTimeout) and returns err.
+func (c *Conn) refuse(err error) error {
+	c.refused.Do(func() {
+		cond := "policy-violation" // ErrTooLarge: beyond the client's limits
+		switch {
+		case errors.Is(err, ErrRestrictedXML):
+			cond = "restricted-xml"
+		case errors.Is(err, ErrText):
+			cond = "bad-format"
+		}
+		c.outMu.Lock()
+		defer c.outMu.Unlock()
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(streamErrorTimeout))
+		_, _ = c.Conn.Write([]byte("<stream:error><" + cond + " xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>"))
+	})
+	return err
 }
 
 // Write writes p, counting it for the login's meter or, after EndLogin,

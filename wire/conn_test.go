@@ -118,6 +118,40 @@ func TestRestrictedXML(t *testing.T) {
 	}
 }
 
+// TestRefusalStreamError: input that breaks the rules ends the stream with
+// the stream error RFC 6120 names for it, sent once.
+func TestRefusalStreamError(t *testing.T) {
+	for _, tc := range []struct {
+		in, cond string
+		want     error
+	}{
+		{header + `<!DOCTYPE x [<!ENTITY a "b">]>`, "restricted-xml", ErrRestrictedXML},
+		{header + `<message/>text`, "bad-format", ErrText},
+		{header + strings.Repeat("<a>", DefaultMaxDepth+1), "policy-violation", ErrTooLarge},
+	} {
+		client, server := net.Pipe()
+		go func() {
+			_, _ = io.WriteString(server, tc.in)
+		}()
+		got := make(chan string, 1)
+		go func() {
+			b, _ := io.ReadAll(server)
+			got <- string(b)
+		}()
+		c := New(client, Options{})
+		_, err := decodeAll(c)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.cond, err, tc.want)
+		}
+		client.Close()
+		want := "<stream:error><" + tc.cond + " xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>"
+		if s := <-got; s != want {
+			t.Errorf("the client wrote %q, want %q", s, want)
+		}
+		server.Close()
+	}
+}
+
 // TestLimitsDuringLogin: the depth and size limits hold from the first
 // byte, not only after the login.
 func TestLimitsDuringLogin(t *testing.T) {

@@ -30,7 +30,7 @@ func (c *Conn) offer() error {
 	}
 	switch {
 	case end == KindError:
-		return err
+		return c.refuse(err)
 	case err != nil:
 		if len(buf) == 0 {
 			return err
