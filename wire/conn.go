@@ -2,8 +2,8 @@ package wire
 
 import (
 	"bufio"
-	"errors"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"sync"
