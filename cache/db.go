@@ -42,6 +42,8 @@ type DB struct {
 	// file is the database file as opened (nil in memory): a write
 	// transaction first checks that path still names it (see ErrGone).
 	file fs.FileInfo
+	// w orders this process's write transactions (writer.go).
+	w writer
 
 	closeOnce sync.Once
 }
@@ -417,7 +419,8 @@ func (db *DB) handle() (*sql.DB, error) {
 	return db.sql, nil
 }
 
-// withTx runs fn in a transaction (BEGIN IMMEDIATE, see dataSourceName) and
+// withTx runs fn in a transaction (BEGIN IMMEDIATE, see dataSourceName),
+// after the process's other write transactions on the file (writer.go), and
 // commits it if fn returns nil. It rolls back in every other case: an error
 // from fn, a panic in fn, or a cancelled ctx.
 //
@@ -430,6 +433,10 @@ func (db *DB) withTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return err
 	}
+	if err := db.w.acquire(ctx); err != nil {
+		return err
+	}
+	defer db.w.release()
 	tx, err := h.BeginTx(ctx, nil)
 	if err != nil {
 		return classify(err)

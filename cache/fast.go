@@ -52,7 +52,7 @@ func (db *DB) FastTokenFor(ctx context.Context, account string) (t FastToken, ok
 // ForgetFastToken deletes the FAST token of account (the server refused it,
 // or the user logs out). Forgetting a missing token is not an error.
 func (db *DB) ForgetFastToken(ctx context.Context, account string) error {
-	err := db.withTx(ctx, func(tx *sql.Tx) error {
+	err := db.small(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM fast_tokens WHERE account = ?`, jidKey(account))
 		return err
 	})
@@ -115,7 +115,7 @@ func (db *DB) MechanismPin(ctx context.Context, account string) (mechanism strin
 
 // ForgetMechanismPin deletes the pin of account.
 func (db *DB) ForgetMechanismPin(ctx context.Context, account string) error {
-	err := db.withTx(ctx, func(tx *sql.Tx) error {
+	err := db.small(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM mechanism_pins WHERE account = ?`, jidKey(account))
 		return err
 	})
@@ -162,7 +162,7 @@ func (db *DB) RecordLogin(ctx context.Context, r LoginRecord) error {
 		return errors.New("cache: record login: incomplete FAST token")
 	}
 	now := time.Now().Unix()
-	err := db.withTx(ctx, func(tx *sql.Tx) error {
+	err := db.small(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if r.Features != nil {
 			if err := upsertFeatures(ctx, tx, f, fdata); err != nil {
 				return err

@@ -52,7 +52,7 @@ func (db *DB) PutScramKeys(ctx context.Context, account string, k ScramKeys) err
 	if jidKey(account) == "" || k.Mechanism == "" || len(k.ClientKey) == 0 || len(k.ServerKey) == 0 {
 		return errors.New("cache: put scram keys: incomplete keys")
 	}
-	err := db.withTx(ctx, func(tx *sql.Tx) error {
+	err := db.small(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `
 INSERT INTO scram_keys (account, mechanism, salt, iterations, client_key, server_key, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -71,7 +71,7 @@ ON CONFLICT (account, mechanism) DO UPDATE SET
 // ForgetScramKeys deletes the keys of account (for example after a failed
 // login that used them: the password may have changed).
 func (db *DB) ForgetScramKeys(ctx context.Context, account string) error {
-	err := db.withTx(ctx, func(tx *sql.Tx) error {
+	err := db.small(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM scram_keys WHERE account = ?`, jidKey(account))
 		return err
 	})
