@@ -37,6 +37,14 @@ type Options struct {
 	// order, on the writing goroutine: stream management's unacked queue.
 	// raw is only valid during the call.
 	OnStanzaOut func(raw []byte, k Kind)
+	// Trace, if set, is called with every top-level unit of the stream as
+	// it crosses the connection, in each direction: the XML declaration,
+	// the stream header, each element (also those the tap takes), the
+	// stream's end. in tells the direction. It runs on the reading
+	// goroutine for what is read and on the writing one for what is
+	// written, and must not retain element. It sees everything, secrets
+	// included: redact before showing it (login.Redact).
+	Trace func(in bool, element []byte)
 }
 
 // Conn is the stream layer: it sits between a (TLS) connection and
@@ -84,6 +92,9 @@ type Conn struct {
 	outMu     sync.Mutex
 	out       Lexer
 	onOut     func([]byte, Kind)
+	trace     func(bool, []byte)
+	traceIn   []byte // the unit being read, while tracing (reading goroutine)
+	traceOut  []byte // the unit being written, while tracing (under outMu)
 	outTaking bool   // inside a top-level element written
 	outBuf    []byte // its bytes so far
 	sent      atomic.Uint32
@@ -107,7 +118,7 @@ func New(c net.Conn, o Options) *Conn {
 	if maxIn <= 0 {
 		maxIn = DefaultMaxLoginBytes
 	}
-	w := &Conn{Conn: c, in: NewLexer(lim), onOut: o.OnStanzaOut}
+	w := &Conn{Conn: c, in: NewLexer(lim), onOut: o.OnStanzaOut, trace: o.Trace}
 	w.meter.Store(&meter{maxIn: maxIn})
 	w.br = bufio.NewReaderSize(netReader{w}, 4096)
 	return w
@@ -247,9 +258,22 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// lexIn passes one byte read through the lexer (and the trace).
+func (c *Conn) lexIn(b byte) Kind {
+	k := c.in.Feed(b)
+	if c.trace != nil {
+		c.traceIn = append(c.traceIn, b)
+		if c.in.AtTop() || k == KindError {
+			c.trace(true, c.traceIn)
+			c.traceIn = c.traceIn[:0]
+		}
+	}
+	return k
+}
+
 // feed passes one byte the decoder reads through the lexer.
 func (c *Conn) feed(b byte) error {
-	switch k := c.in.Feed(b); {
+	switch k := c.lexIn(b); {
 	case k == KindError:
 		return c.refuse(c.in.Err())
 	case k.Stanza():
@@ -312,7 +336,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	c.writing.Add(1)
 	defer c.writing.Add(-1)
-	if !c.live.Load() {
+	if !c.live.Load() && c.trace == nil {
 		return c.Conn.Write(p)
 	}
 	c.outMu.Lock()
@@ -321,13 +345,25 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// frameOut follows written bytes (under outMu).
+// frameOut follows written bytes (under outMu): after EndLogin it counts
+// stanzas and hands them to the outbound hook; with a trace, it traces.
 func (c *Conn) frameOut(p []byte) {
+	live := c.live.Load()
 	for _, b := range p {
-		if c.onOut != nil && c.out.AtTop() && b == '<' {
+		if live && c.onOut != nil && c.out.AtTop() && b == '<' {
 			c.outTaking, c.outBuf = true, c.outBuf[:0]
 		}
 		k := c.out.Feed(b)
+		if c.trace != nil && (len(c.traceOut) > 0 || !isSpace(b)) {
+			c.traceOut = append(c.traceOut, b)
+			if c.out.AtTop() {
+				c.trace(false, c.traceOut)
+				c.traceOut = c.traceOut[:0]
+			}
+		}
+		if !live {
+			continue
+		}
 		if c.outTaking {
 			c.outBuf = append(c.outBuf, b)
 		}

@@ -69,7 +69,7 @@ func (c *Conn) capture(wantMessage, wantFeatures bool) (buf []byte, end Kind, wa
 		chunk, _ := c.br.Peek(c.br.Buffered())
 		for k, b := range chunk {
 			buf = append(buf, b)
-			end = c.in.Feed(b)
+			end = c.lexIn(b)
 			if end == KindError {
 				_, _ = c.br.Discard(k + 1)
 				return buf, end, false, c.in.Err()
