@@ -267,3 +267,47 @@ func TestMetering(t *testing.T) {
 type discardConn struct{ readConn }
 
 func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestTrace: the trace sees each top-level unit once, in each direction,
+// from the first byte (the login's too) to the stream's end; white space
+// between units is not traced.
+func TestTrace(t *testing.T) {
+	var in, out []string
+	c := New(readConn{strings.NewReader(header + "\n<stream:features/> <message id='t'/><iq id='i'/></stream:stream>")}, Options{
+		Trace: func(inbound bool, el []byte) {
+			if inbound {
+				in = append(in, string(el))
+			} else {
+				out = append(out, string(el))
+			}
+		},
+	})
+	c.Conn = discardConn{c.Conn.(readConn)}
+	c.SetInboundTap(func(raw []byte) bool { return strings.Contains(string(raw), "'t'") })
+	if _, err := c.Write([]byte("<?xml version='1.0'?><stream:stream to='example.org'>")); err != nil {
+		t.Fatal(err)
+	}
+	d := xml.NewDecoder(c)
+	for range 4 { // declaration, header, features start and end
+		if _, err := d.Token(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.EndLogin()
+	if _, err := c.Write([]byte(" <presence/>")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := d.Token(); err != nil {
+			break
+		}
+	}
+	wantIn := []string{"<?xml version='1.0'?>", header[len("<?xml version='1.0'?>"):], "<stream:features/>", "<message id='t'/>", "<iq id='i'/>", "</stream:stream>"}
+	wantOut := []string{"<?xml version='1.0'?>", "<stream:stream to='example.org'>", "<presence/>"}
+	if strings.Join(in, "|") != strings.Join(wantIn, "|") {
+		t.Errorf("traced in %q\nwant %q", in, wantIn)
+	}
+	if strings.Join(out, "|") != strings.Join(wantOut, "|") {
+		t.Errorf("traced out %q\nwant %q", out, wantOut)
+	}
+}
