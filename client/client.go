@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
 
 	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/login"
@@ -72,6 +73,203 @@ type Timings struct {
 	TLS       time.Duration // TLS handshake
 	Login     time.Duration // from the first byte after TLS to bound
 	Total     time.Duration // the whole Dial
+}
+
+// Client is a logged-in XMPP client. With Config.Reconnect it stays
+// connected: a dropped connection is resumed (XEP-0198) or replaced, and
+// Config.OnEvent hears about it. A Client is safe for concurrent use.
+type Client struct {
+	cfg   Config
+	log   zerolog.Logger
+	db    *cache.DB
+	ownDB bool
+	sm    smSession
+
+	cacheFault error         // a cache file fault Dial worked around
+	openTime   time.Duration // opening the cache file
+
+	ctx    context.Context // lives until Close
+	cancel context.CancelFunc
+	loop   sync.WaitGroup // linkEnded calls: armed (watch) or running
+
+	mu     sync.Mutex
+	cur    *link         // the current (or last) connection
+	online chan struct{} // closed while cur is up
+	closed bool
+	err    error // why the client stopped, once done is closed
+	done   chan struct{}
+	once   sync.Once
+
+	closeDB sync.Once
+}
+
+// Session returns the current connection's mellium session, usable with
+// mellium's packages. Its Serve loop is already running: do not call
+// Serve. After a reconnection (EventOnline, EventResumed) it is a new
+// session; while offline it is the last one, and writes to it fail.
+func (c *Client) Session() *xmpp.Session { return c.link().sess }
+
+// Info returns how the current connection logged in.
+func (c *Client) Info() Info { return c.link().info }
+
+// Done is closed when the client has stopped for good: after Close, when
+// the connection ends without Config.Reconnect, or when reconnecting gives
+// up.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err returns why the client stopped: nil while it runs (reconnecting
+// included), ErrClosed after Close, otherwise the cause.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Synced is closed when the reconciliation after the current connection's
+// login has finished (immediately when sync is off).
+func (c *Client) Synced() <-chan struct{} { return c.link().Synced() }
+
+// SyncReport waits for the reconciliation after the current connection's
+// login (bounded by ctx) and returns its report.
+func (c *Client) SyncReport(ctx context.Context) (mamsync.Report, error) {
+	return c.link().SyncReport(ctx)
+}
+
+// Unreads returns the unread state per peer; see link.Unreads.
+func (c *Client) Unreads(ctx context.Context) ([]cache.PeerState, error) {
+	return c.link().Unreads(ctx)
+}
+
+// MarkDisplayed records that the user has seen the message with archive id
+// stanzaID from peer (and everything before it). Markers only move forward.
+// When the marker moved, it is published as a XEP-0490 displayed marker so
+// the account's other devices see it; a server without PEP keeps it local.
+func (c *Client) MarkDisplayed(ctx context.Context, peer jid.JID, stanzaID string) error {
+	l, err := c.waitOnline(ctx)
+	if err != nil {
+		return err
+	}
+	return l.MarkDisplayed(ctx, peer, stanzaID)
+}
+
+// Send writes a stanza (or any element) given as a token stream on the
+// current connection. While reconnecting it waits (bounded by ctx) for the
+// client to be online again. ctx is checked before the write starts; a
+// write already under way is not interrupted by ctx (a TLS connection does
+// not survive an interrupted write), only by Close.
+//
+// With stream management, a stanza Send has written is kept until the
+// server acknowledges it: if the connection drops first, it is sent again
+// when the session resumes, so it is delivered once. If the session cannot
+// be resumed, unacknowledged messages are sent again on the new session
+// (at least once; receivers can deduplicate on the message id).
+func (c *Client) Send(ctx context.Context, r xml.TokenReader) error {
+	l, err := c.waitOnline(ctx)
+	if err != nil {
+		return err
+	}
+	if err := l.Send(ctx, r); err != nil {
+		return err
+	}
+	if c.sm.needRequest() {
+		// One <r/> at a time asks the server to acknowledge what is in
+		// flight, so the unacked queue drains.
+		if err := l.Send(context.WithoutCancel(ctx), xml.NewDecoder(strings.NewReader("<r xmlns='urn:xmpp:sm:3'/>"))); err != nil {
+			return nil // the stanza itself was written; the drop is handled by the loop
+		}
+	}
+	return nil
+}
+
+// Close ends the stream politely and stops reconnecting; see link.Close for
+// the wait. It is idempotent and safe to call concurrently.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	l := c.cur
+	c.mu.Unlock()
+	c.cancel()
+	if l != nil {
+		_ = l.Close()
+	}
+	c.loop.Wait()
+	c.finish(ErrClosed)
+	c.closeDB.Do(func() {
+		if c.ownDB && c.db != nil {
+			c.db.Close()
+		}
+	})
+	return nil
+}
+
+func (c *Client) link() *link {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
+}
+
+// waitOnline returns the current connection once it is up.
+func (c *Client) waitOnline(ctx context.Context) (*link, error) {
+	for {
+		c.mu.Lock()
+		l, online, done := c.cur, c.online, c.done
+		c.mu.Unlock()
+		select {
+		case <-online:
+			return l, nil
+		default:
+		}
+		select {
+		case <-online:
+			// loop: the current link may have changed
+		case <-done:
+			if err := c.Err(); err != nil {
+				return nil, err
+			}
+			return nil, ErrClosed
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (c *Client) emit(e Event) {
+	if c.cfg.OnEvent != nil {
+		c.cfg.OnEvent(e)
+	}
+}
+
+// finish stops the client for good with err (the first cause wins).
+func (c *Client) finish(err error) {
+	c.once.Do(func() {
+		c.mu.Lock()
+		c.err = err
+		c.mu.Unlock()
+		c.cancel()
+		c.emit(Event{Kind: EventClosed, Err: err})
+		close(c.done)
+	})
+}
+
+// setOnline makes l the current connection.
+func (c *Client) setOnline(l *link) {
+	c.mu.Lock()
+	c.cur = l
+	close(c.online)
+	c.mu.Unlock()
+}
+
+func (c *Client) setOffline() {
+	c.mu.Lock()
+	c.online = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// isClosed reports whether Close has been called.
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 // link is one connection of a Client: a logged-in session, served on a
