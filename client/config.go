@@ -84,7 +84,7 @@ type Config struct {
 	// Path forces a login path; zero picks the best one the server offers.
 	Path login.Path
 	// Mechanisms lists the SASL mechanisms allowed, most preferred first;
-	// nil means login.DefaultMechanisms.
+	// nil means login.DefaultMechanisms().
 	Mechanisms []string
 	// InsecureAllowPlain allows PLAIN over TLS whose certificate was not
 	// verified (only with a TLSConfig that skips verification). Tests only.
