@@ -77,7 +77,9 @@ type Timings struct {
 
 // Client is a logged-in XMPP client. With Config.Reconnect it stays
 // connected: a dropped connection is resumed (XEP-0198) or replaced, and
-// Config.OnEvent hears about it. A Client is safe for concurrent use.
+// Config.OnEvent hears about it. A Client is safe for concurrent use, and
+// its callbacks (Config.OnEvent, Handler, OnMessage, OnSyncProgress) may
+// call any of its methods, Close included.
 type Client struct {
 	cfg   Config
 	log   zerolog.Logger
@@ -91,13 +93,15 @@ type Client struct {
 	ctx    context.Context // lives until Close
 	cancel context.CancelFunc
 	loop   sync.WaitGroup // linkEnded calls: armed (watch) or running
+	wg     sync.WaitGroup // the links' goroutines (serve, sync, goodbye)
+	ev     *dispatcher    // OnEvent's queue; Done
 
 	mu     sync.Mutex
 	cur    *link         // the current (or last) connection
 	online chan struct{} // closed while cur is up
 	closed bool
-	err    error // why the client stopped, once done is closed
-	done   chan struct{}
+	err    error         // why the client stopped, once ended is closed
+	ended  chan struct{} // closed when the client stops for good
 	once   sync.Once
 
 	closeDB sync.Once
@@ -112,10 +116,12 @@ func (c *Client) Session() *xmpp.Session { return c.link().sess }
 // Info returns how the current connection logged in.
 func (c *Client) Info() Info { return c.link().info }
 
-// Done is closed when the client has stopped for good: after Close, when
+// Done is closed when the client has stopped for good (after Close, when
 // the connection ends without Config.Reconnect, or when reconnecting gives
-// up.
-func (c *Client) Done() <-chan struct{} { return c.done }
+// up) and everything has ended: every goroutine of the client and every
+// application callback have returned, the cache file Dial opened is
+// closed, and OnEvent has returned from EventClosed, the last event.
+func (c *Client) Done() <-chan struct{} { return c.ev.done }
 
 // Err returns why the client stopped: nil while it runs (reconnecting
 // included), ErrClosed after Close, otherwise the cause.
@@ -181,8 +187,26 @@ func (c *Client) Send(ctx context.Context, r xml.TokenReader) error {
 	return nil
 }
 
-// Close ends the stream politely and stops reconnecting; see link.Close for
-// the wait. It is idempotent and safe to call concurrently.
+// Close stops the client: it stops reconnecting, ends the stream politely
+// (</stream:stream>, then up to Config.CloseTimeout for the server's) and
+// closes the connection. From then on Err returns ErrClosed (unless the
+// client had already stopped), Send fails, and no Handler, OnMessage or
+// OnSyncProgress call starts; OnEvent receives the events queued before,
+// then EventClosed.
+//
+// Close never waits for an application callback, so it may be called from
+// any of them (OnEvent, Handler, OnMessage, OnSyncProgress). If none of
+// Handler, OnMessage and OnSyncProgress is running, Close returns once the
+// connection is closed, the client's goroutines have ended (all but the
+// one delivering events to OnEvent) and the cache file Dial opened is
+// closed. If one is running (perhaps the one calling Close), Close returns
+// as soon as it has started the shutdown: the connection is closed within
+// Config.CloseTimeout, and the goroutines end once the running callbacks
+// have returned. Either way, Done is closed when everything has ended.
+//
+// Close is idempotent and safe to call concurrently; it returns nil. It
+// must not be called from the hooks a login calls (Config.PasswordFunc,
+// DialFunc, Resolver, Trace): Close waits for the reconnection they run in.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.closed = true
@@ -190,16 +214,25 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	c.cancel()
 	if l != nil {
-		_ = l.Close()
+		l.stop()
+	}
+	c.finish(ErrClosed)
+	if c.ev.busy() {
+		return nil
 	}
 	c.loop.Wait()
-	c.finish(ErrClosed)
+	c.wg.Wait()
+	c.closeCache()
+	return nil
+}
+
+// closeCache closes the cache file Dial opened, once nothing uses it.
+func (c *Client) closeCache() {
 	c.closeDB.Do(func() {
 		if c.ownDB && c.db != nil {
 			c.db.Close()
 		}
 	})
-	return nil
 }
 
 func (c *Client) link() *link {
@@ -212,8 +245,13 @@ func (c *Client) link() *link {
 func (c *Client) waitOnline(ctx context.Context) (*link, error) {
 	for {
 		c.mu.Lock()
-		l, online, done := c.cur, c.online, c.done
+		l, online, ended := c.cur, c.online, c.ended
 		c.mu.Unlock()
+		select {
+		case <-ended:
+			return nil, c.Err() // set before ended is closed
+		default:
+		}
 		select {
 		case <-online:
 			return l, nil
@@ -222,32 +260,30 @@ func (c *Client) waitOnline(ctx context.Context) (*link, error) {
 		select {
 		case <-online:
 			// loop: the current link may have changed
-		case <-done:
-			if err := c.Err(); err != nil {
-				return nil, err
-			}
-			return nil, ErrClosed
+		case <-ended:
+			// loop: returns the error
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
 }
 
-func (c *Client) emit(e Event) {
-	if c.cfg.OnEvent != nil {
-		c.cfg.OnEvent(e)
-	}
-}
-
-// finish stops the client for good with err (the first cause wins).
-func (c *Client) finish(err error) {
+// finish stops the client for good with err (the first cause wins): Err
+// returns err, the events in last are queued, the dispatcher delivers
+// EventClosed once the client's goroutines have ended, then closes Done.
+func (c *Client) finish(err error, last ...Event) {
 	c.once.Do(func() {
 		c.mu.Lock()
 		c.err = err
+		close(c.ended)
 		c.mu.Unlock()
 		c.cancel()
-		c.emit(Event{Kind: EventClosed, Err: err})
-		close(c.done)
+		c.ev.stop(func() Event {
+			c.loop.Wait()
+			c.wg.Wait()
+			c.closeCache()
+			return Event{Kind: EventClosed, Err: err}
+		}, last...)
 	})
 }
 
@@ -273,7 +309,7 @@ func (c *Client) isClosed() bool {
 }
 
 // link is one connection of a Client: a logged-in session, served on a
-// goroutine that start launches and Close stops, with the reconciliation
+// goroutine that start launches and stop ends, with the reconciliation
 // that follows its login.
 type link struct {
 	sess *xmpp.Session
@@ -292,11 +328,14 @@ type link struct {
 	mu        sync.Mutex
 	err       error
 	closed    bool
+	served    bool        // the serve goroutine has ended
+	kill      *time.Timer // closes the connection CloseTimeout after stop
 
 	// ctx lives until Close; background work (sync) stops with it.
 	ctx      context.Context
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	wg       *sync.WaitGroup // the Client's: every goroutine of its links
+	ev       *dispatcher     // the Client's: its callbacks
 	syncer   *mamsync.Syncer
 	syncDone chan struct{}
 	syncRep  mamsync.Report
@@ -321,8 +360,10 @@ func newLink(cfg Config, sess *xmpp.Session, conn net.Conn, info Info, db *cache
 }
 
 // start sends the initial presence, starts serving the session and runs
-// the reconciliation. Nothing may be written on the session before.
-func (c *link) start() {
+// the reconciliation. Nothing may be written on the session before. Its
+// goroutines are counted in wg; the application's callbacks run through ev.
+func (c *link) start(wg *sync.WaitGroup, ev *dispatcher) {
+	c.wg, c.ev = wg, ev
 	c.started.Store(true)
 	cfg, sess, info := c.cfg, c.sess, c.info
 	// A resumed session still has its presence.
@@ -337,8 +378,8 @@ func (c *link) start() {
 			Account:    info.JID.Bare(),
 			Store:      c.db,
 			PageSize:   cfg.SyncPageSize,
-			OnMessage:  cfg.OnMessage,
-			OnProgress: cfg.OnSyncProgress,
+			OnMessage:  guard(ev, cfg.OnMessage),
+			OnProgress: guard(ev, cfg.OnSyncProgress),
 			SentMessages: func() uint32 {
 				_, m := login.StanzasOut(sess)
 				return m
@@ -352,11 +393,15 @@ func (c *link) start() {
 		syncer, ctx := c.syncer, c.ctx
 		login.SetInboundHook(sess, func(raw []byte) bool { return syncer.HandleRaw(ctx, raw) })
 	}
-	h := cfg.Handler
-	if h == nil {
-		h = xmpp.HandlerFunc(func(xmlstream.TokenReadEncoder, *xml.StartElement) error { return nil })
+	var h xmpp.Handler = xmpp.HandlerFunc(func(xmlstream.TokenReadEncoder, *xml.StartElement) error { return nil })
+	if cfg.Handler != nil {
+		h = appHandler{d: ev, next: cfg.Handler}
 	}
-	go c.serve(smHandler{c: c, next: mamHandler{c: c, next: h}, enabled: info.SM.Enabled})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.serve(smHandler{c: c, next: mamHandler{c: c, next: h}, enabled: info.SM.Enabled})
+	}()
 	c.startSync(cfg, c.db)
 }
 
@@ -369,7 +414,12 @@ func (c *link) serve(h xmpp.Handler) {
 		err = errors.New("client: the server closed the stream")
 	}
 	c.err = err
+	c.served = true
+	kill := c.kill
 	c.mu.Unlock()
+	if kill != nil && kill.Stop() {
+		c.wg.Done() // the timer's share: it will not run
+	}
 	// Background work (sync) that waits on the session must not outlive it.
 	c.cancel()
 	c.conn.Close()
@@ -390,35 +440,50 @@ func (c *link) Err() error {
 	return c.err
 }
 
-// Close ends the stream politely, waits up to Config.CloseTimeout for the
-// server to end its own, then closes the connection and waits for the serve
-// goroutine. It is idempotent and safe to call concurrently; a link that
-// was never started is just closed.
-func (c *link) Close() error {
+// stop starts ending the connection and returns: it sends
+// </stream:stream>, lets the server end its own stream within
+// Config.CloseTimeout, then closes the connection. It is idempotent and
+// safe to call concurrently, from any goroutine; a link that was never
+// started is just closed.
+func (c *link) stop() {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
+		defer c.mu.Unlock()
 		c.closed = true
-		c.mu.Unlock()
 		c.cancel()
-		if !c.started.Load() {
+		if !c.started.Load() || c.served {
 			c.conn.Close()
 			return
 		}
 		// mellium's SetCloseDeadline races with Serve; a deadline on the
 		// connection bounds the wait for the server's </stream:stream> the
-		// same way.
+		// same way, and any write under way.
 		_ = c.conn.SetDeadline(time.Now().Add(c.closeTimeout))
-		_ = c.sess.Close()
-		timer := time.NewTimer(c.closeTimeout)
-		select {
-		case <-c.done:
-		case <-timer.C:
+		// The goodbye needs the session's writer, which a Handler that
+		// has written holds until it returns (and it may be the one
+		// calling Close): it gets a goroutine of its own.
+		c.wg.Add(2)
+		go func() {
+			defer c.wg.Done()
+			_ = c.sess.Close()
+		}()
+		// The deadline does not reach a serve goroutine that is inside a
+		// Handler: the connection is closed when the time is up anyway.
+		c.kill = time.AfterFunc(c.closeTimeout, func() {
+			defer c.wg.Done()
 			c.conn.Close()
-			<-c.done
-		}
-		timer.Stop()
-		c.wg.Wait()
+		})
 	})
+}
+
+// Close stops the link and waits for its goroutines (those of the Client's
+// other links too, which have ended before a link is replaced).
+func (c *link) Close() error {
+	c.stop()
+	if c.started.Load() {
+		<-c.done
+		c.wg.Wait()
+	}
 	return nil
 }
 

@@ -114,9 +114,14 @@ type Config struct {
 	// Backoff bounds the waits between reconnection attempts; its zero
 	// value is a good default (see Backoff).
 	Backoff Backoff
-	// OnEvent, if set, hears of every change of the connection: offline,
-	// connecting, online, resumed, closed. Its calls never overlap and
-	// come in order; it must not block for long (hand off to a channel).
+	// OnEvent, if set, hears of every change of the connection after Dial
+	// has returned: offline, connecting, online, resumed, and closed, the
+	// last. Dial calls back
+	// nothing: its own connection is its result, not an event. The calls
+	// come in order, one at a time, on a goroutine of the client's that
+	// runs while events wait (never the connection's): a slow OnEvent
+	// delays the events after it, not the connection nor the reconnection.
+	// It may call any method of the Client, Close included.
 	OnEvent func(Event)
 	// AllowDowngrade accepts a password mechanism weaker than the one
 	// pinned for this account (the strongest it has used, kept in the
@@ -136,10 +141,14 @@ type Config struct {
 	NoSync bool
 	// OnMessage receives every archived message once, when it is stored in
 	// the cache (from the archive or live), in archive order. It runs on
-	// the client's goroutines and must not block for long.
+	// the client's goroutines (the connection's or the reconciliation's)
+	// and must not block for long. It is not called before Dial has
+	// returned, nor once Close has been called (what is stored meanwhile
+	// is in the cache); it may call Close.
 	OnMessage func(cache.StoredMessage)
 	// OnSyncProgress receives the reconciliation's progress after each stored
 	// batch of messages (pages fetched, messages stored, expected total).
+	// It runs as OnMessage does.
 	OnSyncProgress func(mamsync.Progress)
 	// SyncPageSize is the MAM page size asked for; zero means 250 (servers
 	// cap it).
@@ -148,8 +157,11 @@ type Config struct {
 	// Handler receives every incoming element (stanzas and nonzas) that is
 	// not an answer to an IQ the session sent, live messages included (the
 	// exactly-once, in-order feed of archived messages is OnMessage); nil
-	// ignores them (IQ
-	// requests are then answered with service-unavailable by mellium).
+	// ignores them (IQ requests are then answered with service-unavailable
+	// by mellium). It runs on the connection's goroutine, one element at a
+	// time; it is not called before Dial has returned, nor once Close has
+	// been called, and it may call Close. An error it returns ends the
+	// session (mellium's Serve returns it).
 	Handler xmpp.Handler
 
 	// Timeout bounds DNS, connect, TLS and login together. Zero means 30 s;
@@ -167,7 +179,8 @@ type Config struct {
 }
 
 // Trace holds optional hooks called at the login's milestones, in order,
-// from the goroutine that called Dial. Hooks must not block.
+// from the goroutine that called Dial (or, for a reconnection, the one
+// reconnecting). Hooks must not block, nor call Client.Close.
 type Trace struct {
 	// ConnectDone is called when the TCP connection to addr is up (or failed).
 	ConnectDone func(addr string, err error)

@@ -43,8 +43,19 @@
 // Client.Session returns the *xmpp.Session, usable with mellium's packages
 // (messages, IQs, roster, ...). Dial already runs its Serve loop and passes
 // incoming elements to Config.Handler. Close ends the stream, closes the
-// connection and waits for the serve goroutine. A Client is safe for
+// connection and waits for the client's goroutines. A Client is safe for
 // concurrent use.
+//
+// # Callbacks
+//
+// Dial calls back nothing: its connection is its result. Afterwards,
+// Config.OnEvent hears of the connection's changes (offline, connecting,
+// online, resumed, closed), in order, on one goroutine of the client's, as nats.go delivers its connection events:
+// never on the goroutine reading the connection, so a slow OnEvent holds up
+// neither that nor the reconnection. Config.Handler, OnMessage and
+// OnSyncProgress run on the connection's goroutines. Any callback may call
+// Close: Close never waits for a callback, and Done is closed once the last
+// one (OnEvent with EventClosed) has returned.
 //
 // # Errors
 //

@@ -11,67 +11,6 @@ import (
 	"github.com/pipebind/pipebind/login"
 )
 
-// EventKind says what happened to a client's connection.
-type EventKind uint8
-
-const (
-	// EventConnecting: a reconnection attempt starts (Event.Attempt counts
-	// them from 1 since the connection was lost).
-	EventConnecting EventKind = iota + 1
-	// EventOnline: a new session is bound (a fresh bind: counters reset,
-	// the archive is reconciled again).
-	EventOnline
-	// EventResumed: the stream management session was resumed; Event.Resent
-	// stanzas the server had not received were sent again.
-	EventResumed
-	// EventOffline: the connection was lost; Event.Err says why. With
-	// Config.Reconnect, EventConnecting follows.
-	EventOffline
-	// EventClosed: the client has stopped for good: Close was called
-	// (Event.Err is ErrClosed), reconnecting gave up, or an authentication
-	// failure stopped it (Event.Err says which).
-	EventClosed
-)
-
-// String returns the event's name: "connecting", "online", "resumed",
-// "offline" or "closed".
-func (k EventKind) String() string {
-	switch k {
-	case EventConnecting:
-		return "connecting"
-	case EventOnline:
-		return "online"
-	case EventResumed:
-		return "resumed"
-	case EventOffline:
-		return "offline"
-	case EventClosed:
-		return "closed"
-	}
-	return fmt.Sprintf("EventKind(%d)", uint8(k))
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
-
-// Event is a change of a client's connection, given to Config.OnEvent.
-type Event struct {
-	Kind EventKind
-	// Attempt numbers reconnection attempts since the connection was lost
-	// (EventConnecting, and the EventOnline/EventResumed that ends them).
-	Attempt int
-	// Delay is the backoff waited before this attempt (EventConnecting).
-	Delay time.Duration
-	// Err is the cause of EventOffline and EventClosed, and the failure of
-	// the previous attempt on EventConnecting.
-	Err error
-	// Info describes the new session (EventOnline, EventResumed).
-	Info *Info
-	// Resent counts the stanzas sent again after a resume (or, after a
-	// failed resume, the unacknowledged messages sent on the new session).
-	Resent int
-}
-
 // Backoff bounds the waits between reconnection attempts. The zero value
 // means: first attempt after a random delay below Min (so that thousands of
 // clients dropped together do not return together), then waits that double
@@ -156,11 +95,14 @@ func (c *Client) linkEnded(l *link) {
 	resume := c.sm.dropped(login.StanzasIn(l.sess))
 	_ = l.Close() // its goroutines (sync) end before the next login
 	c.log.Info().Err(cause).Bool("resumable", resume != nil).Msg("connection lost")
-	c.emit(Event{Kind: EventOffline, Err: cause})
+	offline := Event{Kind: EventOffline, Err: cause}
 	if !c.cfg.Reconnect {
-		c.finish(cause)
+		// The drop stops the client: its cause is Err's even when OnEvent
+		// calls Close on hearing of it.
+		c.finish(cause, offline)
 		return
 	}
+	c.ev.push(offline)
 	c.reconnect(resume)
 }
 
@@ -180,7 +122,7 @@ func (c *Client) reconnect(resume *login.Resume) {
 			t.Stop()
 			return
 		}
-		c.emit(Event{Kind: EventConnecting, Attempt: attempt, Delay: d, Err: last})
+		c.ev.push(Event{Kind: EventConnecting, Attempt: attempt, Delay: d, Err: last})
 		l, resent, err := c.connect(c.ctx, resume)
 		if err == nil {
 			kind := EventOnline
@@ -188,13 +130,13 @@ func (c *Client) reconnect(resume *login.Resume) {
 				kind = EventResumed
 			}
 			info := l.info
-			c.emit(Event{Kind: kind, Attempt: attempt, Info: &info, Resent: resent})
+			c.ev.push(Event{Kind: kind, Attempt: attempt, Info: &info, Resent: resent})
 			c.watch(l)
 			if c.isClosed() {
 				// Close ran while this login was under way and may
 				// have closed the link before it (c.cur then): close
 				// this one too (its linkEnded returns at once).
-				_ = l.Close()
+				l.stop()
 			}
 			return
 		}
@@ -223,7 +165,7 @@ func (c *Client) connect(ctx context.Context, resume *login.Resume) (*link, int,
 		l.Close()
 		return nil, 0, err
 	}
-	l.start()
+	l.start(&c.wg, c.ev)
 	l.noteCacheFault(c.cacheFault)
 	c.setOnline(l)
 	return l, resent, nil
