@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,7 +23,7 @@ import (
 
 // Tests of the callback contract (issue 13, point 5): events reach OnEvent
 // in order on one dispatcher goroutine, never during Dial; Close is safe
-// from every callback and bounded.
+// from every callback and bounded; a Handler's error is reported, not fatal.
 // A hang is a failure with a message (within), not a test-binary timeout.
 
 // hangAfter bounds every wait of these tests: far above what a healthy
@@ -402,4 +403,98 @@ func TestSlowOnEventDoesNotStall(t *testing.T) {
 	close(release)
 	within(t, closeIn(alice), "Close")
 	within(t, alice.Done(), "Done")
+}
+
+// TestHandlerError: an error the Handler returns is reported to OnEvent as
+// EventError and the session goes on; an error reading the stream (here a
+// stanza that is not well-formed) ends the connection as any read error
+// does, and is not reported as a Handler error.
+func TestHandlerError(t *testing.T) {
+	errApp := errors.New("the application could not handle this one")
+	t.Run("application error", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), hangAfter)
+		defer cancel()
+		s := newTestServer(t, xmpptest.Config{})
+		ev := make(events, 16)
+		msgs := newMsgCounter()
+		cfg := testConfig(t, s, "alice", nil)
+		cfg.NoSync, cfg.OnEvent = true, ev.on
+		cfg.Handler = xmpp.HandlerFunc(func(rw xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+			for _, a := range start.Attr {
+				if a.Name.Local == "id" && a.Value == "bad" {
+					return errApp
+				}
+			}
+			return msgs.HandleXMPP(rw, start)
+		})
+		alice, err := client.Dial(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer alice.Close()
+		bob := dialBob(t, ctx, s)
+		to := alice.Info().JID.String()
+		if err := sendMsg(ctx, bob, to, "bad", "refused"); err != nil {
+			t.Fatal(err)
+		}
+		if got := ev.wait(t, client.EventError); !errors.Is(got.Err, errApp) {
+			t.Fatalf("EventError carries %v, want the Handler's error", got.Err)
+		}
+		if err := sendMsg(ctx, bob, to, "good", "accepted"); err != nil {
+			t.Fatal(err)
+		}
+		msgs.waitFor(t, "good")
+		select {
+		case <-alice.Done():
+			t.Fatalf("the client stopped: %v", alice.Err())
+		default:
+		}
+		if err := pingServer(ctx, alice, s.Domain()); err != nil {
+			t.Fatalf("the session did not go on: %v", err)
+		}
+	})
+	t.Run("read error", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), hangAfter)
+		defer cancel()
+		s := newTestServer(t, xmpptest.Config{})
+		ev := make(events, 16)
+		cfg := testConfig(t, s, "alice", nil)
+		cfg.NoSync, cfg.OnEvent = true, ev.on
+		cfg.Handler = xmpp.HandlerFunc(func(rw xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+			for {
+				if _, err := rw.Token(); err == io.EOF {
+					return nil
+				} else if err != nil {
+					return err // the stream's error, as is
+				}
+			}
+		})
+		alice, err := client.Dial(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer alice.Close()
+		sc := aliceServerConn(t, s, alice.Info().JID.String())
+		if !s.WriteRaw(sc, "<message xmlns='jabber:client' id='broken'><body>not well-formed</bdy></message>") {
+			t.Fatal("the server connection has ended")
+		}
+		// Everything OnEvent hears, up to EventClosed.
+		var got []client.Event
+		for len(got) == 0 || got[len(got)-1].Kind != client.EventClosed {
+			select {
+			case e := <-ev:
+				got = append(got, e)
+			case <-time.After(hangAfter):
+				t.Fatalf("no EventClosed after %v; events %v", hangAfter, got)
+			}
+		}
+		within(t, alice.Done(), "Done")
+		if len(got) != 2 || got[0].Kind != client.EventOffline {
+			t.Fatalf("events %v, want offline then closed (a read error is not a Handler error)", got)
+		}
+		var syntax *xml.SyntaxError
+		if !errors.As(got[0].Err, &syntax) {
+			t.Errorf("offline because of %v, want the XML syntax error", got[0].Err)
+		}
+	})
 }

@@ -115,8 +115,8 @@ type Config struct {
 	// value is a good default (see Backoff).
 	Backoff Backoff
 	// OnEvent, if set, hears of every change of the connection after Dial
-	// has returned: offline, connecting, online, resumed, and closed, the
-	// last. Dial calls back
+	// has returned (offline, connecting, online, resumed, and closed, the
+	// last) and of the Handler's errors (EventError). Dial calls back
 	// nothing: its own connection is its result, not an event. The calls
 	// come in order, one at a time, on a goroutine of the client's that
 	// runs while events wait (never the connection's): a slow OnEvent
@@ -160,8 +160,14 @@ type Config struct {
 	// ignores them (IQ requests are then answered with service-unavailable
 	// by mellium). It runs on the connection's goroutine, one element at a
 	// time; it is not called before Dial has returned, nor once Close has
-	// been called, and it may call Close. An error it returns ends the
-	// session (mellium's Serve returns it).
+	// been called, and it may call Close.
+	//
+	// An error the Handler returns is the application's: OnEvent receives
+	// it as EventError (Event.Err wraps it) and the session goes on. Only
+	// an error reading the element the Handler was given ends the
+	// connection, as any read error does (the stream is broken:
+	// EventOffline). To end the session, call Close. Errors that find
+	// 1000 others waiting for a slow OnEvent are logged and dropped.
 	Handler xmpp.Handler
 
 	// Timeout bounds DNS, connect, TLS and login together. Zero means 30 s;

@@ -50,7 +50,8 @@
 //
 // Dial calls back nothing: its connection is its result. Afterwards,
 // Config.OnEvent hears of the connection's changes (offline, connecting,
-// online, resumed, closed), in order, on one goroutine of the client's, as nats.go delivers its connection events:
+// online, resumed, closed) and of the Handler's errors, in order, on one
+// goroutine of the client's, as nats.go delivers its connection events:
 // never on the goroutine reading the connection, so a slow OnEvent holds up
 // neither that nor the reconnection. Config.Handler, OnMessage and
 // OnSyncProgress run on the connection's goroutines. Any callback may call

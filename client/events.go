@@ -3,6 +3,7 @@ package client
 import (
 	"encoding/xml"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -34,10 +35,13 @@ const (
 	// stopped it (Event.Err says which). It is the last event: Done is
 	// closed once OnEvent has returned from it.
 	EventClosed
+	// EventError: Config.Handler returned an error (Event.Err wraps it).
+	// The session goes on.
+	EventError
 )
 
 // String returns the event's name: "connecting", "online", "resumed",
-// "offline" or "closed".
+// "offline", "closed" or "error".
 func (k EventKind) String() string {
 	switch k {
 	case EventConnecting:
@@ -50,6 +54,8 @@ func (k EventKind) String() string {
 		return "offline"
 	case EventClosed:
 		return "closed"
+	case EventError:
+		return "error"
 	}
 	return fmt.Sprintf("EventKind(%d)", uint8(k))
 }
@@ -57,7 +63,8 @@ func (k EventKind) String() string {
 // MarshalText implements encoding.TextMarshaler.
 func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
-// Event is a change of a client's connection, given to Config.OnEvent.
+// Event is a change of a client's connection, or an error of the
+// application's Handler, given to Config.OnEvent.
 type Event struct {
 	Kind EventKind
 	// Attempt numbers reconnection attempts since the connection was lost
@@ -65,8 +72,9 @@ type Event struct {
 	Attempt int
 	// Delay is the backoff waited before this attempt (EventConnecting).
 	Delay time.Duration
-	// Err is the cause of EventOffline and EventClosed, and the failure of
-	// the previous attempt on EventConnecting.
+	// Err is the cause of EventOffline and EventClosed, the failure of the
+	// previous attempt on EventConnecting, and the Handler's error on
+	// EventError.
 	Err error
 	// Info describes the new session (EventOnline, EventResumed).
 	Info *Info
@@ -75,14 +83,19 @@ type Event struct {
 	Resent int
 }
 
+// maxQueuedErrors bounds the Handler errors waiting for a slow OnEvent; past
+// it they are logged and dropped. Connection events need no bound: a
+// connection makes a handful, and reconnection attempts are spaced by the
+// backoff.
+const maxQueuedErrors = 1000
+
 // dispatcher runs a client's callbacks. Events go through a queue to
 // Config.OnEvent, in order, on one goroutine at a time, as nats.go's
 // asyncCallbacksHandler does: a slow OnEvent stalls neither the
 // connection's read loop nor the reconnect loop, and may call any method of
 // the Client, Close included. Unlike nats.go, the goroutine runs only while
 // there are events to deliver: an idle client keeps one goroutine, the one
-// reading its connection. The queue needs no bound: a connection makes a
-// handful of events, and reconnection attempts are spaced by the backoff.
+// reading its connection.
 //
 // The dispatcher also counts the callbacks that run on the connection's
 // own goroutines (Handler, OnMessage, OnSyncProgress), which Close cannot
@@ -96,6 +109,7 @@ type dispatcher struct {
 
 	mu       sync.Mutex
 	queue    []Event
+	errs     int  // EventErrors in queue
 	running  bool // a goroutine delivers the queue
 	stopping bool // the client has stopped: no event is queued, no callback starts
 	final    func() Event
@@ -109,12 +123,22 @@ func newDispatcher(onEvent func(Event), log zerolog.Logger) *dispatcher {
 // push queues e, unless the client has stopped.
 func (d *dispatcher) push(e Event) {
 	if d.onEvent == nil {
+		if e.Kind == EventError {
+			d.log.Warn().Err(e.Err).Msg("Handler error (no Config.OnEvent to report it to)")
+		}
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopping {
 		return
+	}
+	if e.Kind == EventError {
+		if d.errs >= maxQueuedErrors {
+			d.log.Warn().Err(e.Err).Msg("Handler error dropped: OnEvent is not keeping up")
+			return
+		}
+		d.errs++
 	}
 	d.queue = append(d.queue, e)
 	d.startLocked()
@@ -163,6 +187,9 @@ func (d *dispatcher) run() {
 		e := d.queue[0]
 		d.queue[0] = Event{}
 		d.queue = d.queue[1:]
+		if e.Kind == EventError {
+			d.errs--
+		}
 		d.mu.Unlock()
 		d.deliver(e)
 	}
@@ -218,7 +245,10 @@ func guard[T any](d *dispatcher, f func(T)) func(T) {
 	}
 }
 
-// appHandler runs Config.Handler through the dispatcher's count.
+// appHandler runs Config.Handler. An error it returns after a failure to
+// read the stream ends the session, as any read error does; any other
+// error is the application's: it goes to OnEvent as EventError and the
+// session goes on.
 type appHandler struct {
 	d    *dispatcher
 	next xmpp.Handler
@@ -228,6 +258,29 @@ func (h appHandler) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartEle
 	if !h.d.enter() {
 		return nil // the client has stopped
 	}
-	defer h.d.leave()
-	return h.next.HandleXMPP(t, start)
+	r := &readWatch{TokenReadEncoder: t}
+	err := func() error {
+		defer h.d.leave()
+		return h.next.HandleXMPP(r, start)
+	}()
+	if err == nil || r.err != nil {
+		return err
+	}
+	h.d.push(Event{Kind: EventError, Err: fmt.Errorf("client: Handler: <%s>: %w", start.Name.Local, err)})
+	return nil
+}
+
+// readWatch notes the first error reading the element a Handler was given,
+// other than the io.EOF that ends it.
+type readWatch struct {
+	xmlstream.TokenReadEncoder
+	err error
+}
+
+func (r *readWatch) Token() (xml.Token, error) {
+	tok, err := r.TokenReadEncoder.Token()
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return tok, err
 }
