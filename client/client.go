@@ -107,10 +107,18 @@ type Client struct {
 	closeDB sync.Once
 }
 
-// Session returns the current connection's mellium session, usable with
-// mellium's packages. Its Serve loop is already running: do not call
-// Serve. After a reconnection (EventOnline, EventResumed) it is a new
-// session; while offline it is the last one, and writes to it fail.
+// Session returns the current connection's mellium session, for mellium's
+// packages that take one (roster, disco, ping, ...) and for request/response
+// exchanges such as its SendIQ, whose answer mellium routes back to the
+// caller. To send a stanza, use Send: writing on the session directly does
+// not wait while the client reconnects (on the session of a lost
+// connection the write fails), and does not ask the server to acknowledge
+// what was written (XEP-0198 <r/>), which then waits in the queue of
+// unacknowledged stanzas until a later Send asks.
+//
+// Its Serve loop is already running: do not call Serve. After a
+// reconnection (EventOnline, EventResumed) it is a new session: call
+// Session again rather than keep it.
 func (c *Client) Session() *xmpp.Session { return c.link().sess }
 
 // Info returns how the current connection logged in.
@@ -159,8 +167,9 @@ func (c *Client) MarkDisplayed(ctx context.Context, peer jid.JID, stanzaID strin
 }
 
 // Send writes a stanza (or any element) given as a token stream on the
-// current connection. While reconnecting it waits (bounded by ctx) for the
-// client to be online again. ctx is checked before the write starts; a
+// current connection: it is the way to send (see Session for what it is
+// still for). While reconnecting it waits (bounded by ctx) for the client
+// to be online again; once the client has stopped it returns Err. ctx is checked before the write starts; a
 // write already under way is not interrupted by ctx (a TLS connection does
 // not survive an interrupted write), only by Close.
 //

@@ -38,13 +38,22 @@
 // cache.DB.ForgetScramKeys removes them at once (for example when the user
 // changes the password).
 //
-// # Sessions
+// # Sending
 //
-// Client.Session returns the *xmpp.Session, usable with mellium's packages
-// (messages, IQs, roster, ...). Dial already runs its Serve loop and passes
-// incoming elements to Config.Handler. Close ends the stream, closes the
-// connection and waits for the client's goroutines. A Client is safe for
-// concurrent use.
+// Client.Send writes a stanza, given as a token stream (mellium's stanza
+// types make one: stanza.Message{...}.Wrap(payload)). It is the one way to
+// send: while the client reconnects it waits for the new connection, and
+// with stream management it keeps what it wrote until the server has
+// acknowledged it (asking with <r/>), to send it again after a drop.
+//
+// Client.Session returns the current connection's *xmpp.Session for
+// mellium's packages that take one (roster, disco, ping, ...) and for
+// request/response exchanges such as SendIQ, whose answer mellium routes
+// back to the caller. Writing on it directly neither waits while the client
+// reconnects nor asks for acknowledgements. Dial already runs its Serve
+// loop and passes incoming elements to Config.Handler. Close ends the
+// stream, closes the connection and waits for the client's goroutines. A
+// Client is safe for concurrent use.
 //
 // # Callbacks
 //
