@@ -84,7 +84,7 @@ type Config struct {
 	// Path forces a login path; zero picks the best one the server offers.
 	Path login.Path
 	// Mechanisms lists the SASL mechanisms allowed, most preferred first;
-	// nil means login.DefaultMechanisms.
+	// nil means login.DefaultMechanisms().
 	Mechanisms []string
 	// InsecureAllowPlain allows PLAIN over TLS whose certificate was not
 	// verified (only with a TLSConfig that skips verification). Tests only.
@@ -114,9 +114,14 @@ type Config struct {
 	// Backoff bounds the waits between reconnection attempts; its zero
 	// value is a good default (see Backoff).
 	Backoff Backoff
-	// OnEvent, if set, hears of every change of the connection: offline,
-	// connecting, online, resumed, closed. Its calls never overlap and
-	// come in order; it must not block for long (hand off to a channel).
+	// OnEvent, if set, hears of every change of the connection after Dial
+	// has returned (offline, connecting, online, resumed, and closed, the
+	// last) and of the Handler's errors (EventError). Dial calls back
+	// nothing: its own connection is its result, not an event. The calls
+	// come in order, one at a time, on a goroutine of the client's that
+	// runs while events wait (never the connection's): a slow OnEvent
+	// delays the events after it, not the connection nor the reconnection.
+	// It may call any method of the Client, Close included.
 	OnEvent func(Event)
 	// AllowDowngrade accepts a password mechanism weaker than the one
 	// pinned for this account (the strongest it has used, kept in the
@@ -136,10 +141,14 @@ type Config struct {
 	NoSync bool
 	// OnMessage receives every archived message once, when it is stored in
 	// the cache (from the archive or live), in archive order. It runs on
-	// the client's goroutines and must not block for long.
+	// the client's goroutines (the connection's or the reconciliation's)
+	// and must not block for long. It is not called before Dial has
+	// returned, nor once Close has been called (what is stored meanwhile
+	// is in the cache); it may call Close.
 	OnMessage func(cache.StoredMessage)
 	// OnSyncProgress receives the reconciliation's progress after each stored
 	// batch of messages (pages fetched, messages stored, expected total).
+	// It runs as OnMessage does.
 	OnSyncProgress func(mamsync.Progress)
 	// SyncPageSize is the MAM page size asked for; zero means 250 (servers
 	// cap it).
@@ -148,8 +157,17 @@ type Config struct {
 	// Handler receives every incoming element (stanzas and nonzas) that is
 	// not an answer to an IQ the session sent, live messages included (the
 	// exactly-once, in-order feed of archived messages is OnMessage); nil
-	// ignores them (IQ
-	// requests are then answered with service-unavailable by mellium).
+	// ignores them (IQ requests are then answered with service-unavailable
+	// by mellium). It runs on the connection's goroutine, one element at a
+	// time; it is not called before Dial has returned, nor once Close has
+	// been called, and it may call Close.
+	//
+	// An error the Handler returns is the application's: OnEvent receives
+	// it as EventError (Event.Err wraps it) and the session goes on. Only
+	// an error reading the element the Handler was given ends the
+	// connection, as any read error does (the stream is broken:
+	// EventOffline). To end the session, call Close. Errors that find
+	// 1000 others waiting for a slow OnEvent are logged and dropped.
 	Handler xmpp.Handler
 
 	// Timeout bounds DNS, connect, TLS and login together. Zero means 30 s;
@@ -169,7 +187,8 @@ type Config struct {
 // Trace holds optional hooks called at a login's milestones, in order, on
 // the goroutine that runs the login: Dial's for the first, one of the
 // client's for the reconnections of Config.Reconnect (one login at a time).
-// Hooks must not block; a nil hook is skipped.
+// Hooks must not block, nor call Client.Close (it waits for the
+// reconnection they run in); a nil hook is skipped.
 //
 // In each login (Dial, and each reconnection) ConnectDone and TLSDone are
 // called for every connection tried, which may be several (Info.Attempts,

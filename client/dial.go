@@ -32,8 +32,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		cfg:    cfg,
 		log:    cfg.Logger.With().Str("component", "client").Str("jid", cfg.JID.Bare().String()).Logger(),
 		online: make(chan struct{}),
-		done:   make(chan struct{}),
+		ended:  make(chan struct{}),
 	}
+	c.ev = newDispatcher(cfg.OnEvent, c.log)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	openStart := time.Now()
 	db, ownDB, cacheFault, err := openCache(ctx, cfg, c.log) // cachefault.go
@@ -50,9 +51,8 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		return nil, err
 	}
-	info := l.info
-	c.emit(Event{Kind: EventOnline, Info: &info})
 	c.watch(l)
+	close(c.ev.ready) // callbacks start now: Dial itself calls back nothing
 	return c, nil
 }
 

@@ -38,13 +38,34 @@
 // cache.DB.ForgetScramKeys removes them at once (for example when the user
 // changes the password).
 //
-// # Sessions
+// # Sending
 //
-// Client.Session returns the *xmpp.Session, usable with mellium's packages
-// (messages, IQs, roster, ...). Dial already runs its Serve loop and passes
-// incoming elements to Config.Handler. Close ends the stream, closes the
-// connection and waits for the serve goroutine. A Client is safe for
-// concurrent use.
+// Client.Send writes a stanza, given as a token stream (mellium's stanza
+// types make one: stanza.Message{...}.Wrap(payload)). It is the one way to
+// send: while the client reconnects it waits for the new connection, and
+// with stream management it keeps what it wrote until the server has
+// acknowledged it (asking with <r/>), to send it again after a drop.
+//
+// Client.Session returns the current connection's *xmpp.Session for
+// mellium's packages that take one (roster, disco, ping, ...) and for
+// request/response exchanges such as SendIQ, whose answer mellium routes
+// back to the caller. Writing on it directly neither waits while the client
+// reconnects nor asks for acknowledgements. Dial already runs its Serve
+// loop and passes incoming elements to Config.Handler. Close ends the
+// stream, closes the connection and waits for the client's goroutines. A
+// Client is safe for concurrent use.
+//
+// # Callbacks
+//
+// Dial calls back nothing: its connection is its result. Afterwards,
+// Config.OnEvent hears of the connection's changes (offline, connecting,
+// online, resumed, closed) and of the Handler's errors, in order, on one
+// goroutine of the client's, as nats.go delivers its connection events:
+// never on the goroutine reading the connection, so a slow OnEvent holds up
+// neither that nor the reconnection. Config.Handler, OnMessage and
+// OnSyncProgress run on the connection's goroutines. Any callback may call
+// Close: Close never waits for a callback, and Done is closed once the last
+// one (OnEvent with EventClosed) has returned.
 //
 // # Errors
 //

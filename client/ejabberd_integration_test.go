@@ -23,7 +23,7 @@ import (
 // against ejabberd, the second real peer: cold then warm over Direct TLS and
 // STARTTLS with PLAIN and SCRAM, a wrong password, and a message between
 // two pipebind clients. ejabberd also offers SCRAM-SHA-512(-PLUS), which
-// the client does not implement (it is not in login.DefaultMechanisms).
+// the client does not implement (it is not in login.DefaultMechanisms()).
 func TestIntegrationEjabberdLogin(t *testing.T) {
 	srv := ejabberdtest.StartT(t, ejabberdtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

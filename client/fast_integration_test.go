@@ -16,6 +16,7 @@ import (
 	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/client"
 	"github.com/pipebind/pipebind/internal/ejabberdtest"
+	"github.com/pipebind/pipebind/internal/kdfcount"
 	"github.com/pipebind/pipebind/internal/prosodytest"
 	"github.com/pipebind/pipebind/login"
 )
@@ -167,9 +168,9 @@ func TestIntegrationFAST(t *testing.T) {
 				t.Logf("password login: %s, %d round trips; token %s expiring %v",
 					first.Mechanism, first.RoundTrips, nt.Mechanism, nt.Expiry)
 
-				before := login.PBKDF2Calls()
+				before := kdfcount.PBKDF2()
 				second := realDialOnce(t, ctx, cfg)
-				calls := login.PBKDF2Calls() - before
+				calls := kdfcount.PBKDF2() - before
 				t.Logf("token login: %s, %d round trips, login %v, %d PBKDF2", second.Mechanism, second.RoundTrips, second.Timings.Login, calls)
 				if !second.FAST || second.Mechanism != nt.Mechanism || second.TokenRejected != "" {
 					t.Errorf("second login: FAST %v mechanism %s rejected %q; want FAST with %s",

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/client"
+	"github.com/pipebind/pipebind/internal/kdfcount"
 	"github.com/pipebind/pipebind/internal/xmpptest"
 	"github.com/pipebind/pipebind/login"
 )
@@ -59,13 +60,13 @@ func TestFASTTokenFlow(t *testing.T) {
 		t.Fatalf("server stats after the first login: %+v", st)
 	}
 
-	pbkdf2 := login.PBKDF2Calls()
+	pbkdf2 := kdfcount.PBKDF2()
 	second := fastDial(t, ctx, cfg)
 	if !second.FAST || second.Mechanism != tok.Mechanism || second.RoundTrips != 1 || second.Source != login.SourceCache {
 		t.Fatalf("second login: FAST %v mechanism %s round trips %d source %s; want FAST %s in 1 from the cache",
 			second.FAST, second.Mechanism, second.RoundTrips, second.Source, tok.Mechanism)
 	}
-	if n := login.PBKDF2Calls() - pbkdf2; n != 0 {
+	if n := kdfcount.PBKDF2() - pbkdf2; n != 0 {
 		t.Fatalf("%d PBKDF2 calls on the FAST login", n)
 	}
 	if st := s.Logins("alice"); st.FAST != 1 || st.Password != 1 {

@@ -206,7 +206,6 @@ func testResumeAfterDrop(t *testing.T, features bool) {
 	alice, bob, aliceMsgs, ev, d, bobMsgs := reconnectPair(t, ctx, s, nil)
 	full := alice.Info().JID.String()
 	srvConn := aliceServerConn(t, s, full)
-	ev.wait(t, client.EventOnline) // the first login
 
 	// A message that gets through, acknowledged or not.
 	if err := sendMsg(ctx, alice, "bob@localhost", "a0", "before"); err != nil {
@@ -272,7 +271,6 @@ func TestResumeFailedFreshSession(t *testing.T) {
 	s := newTestServer(t, xmpptest.Config{})
 	alice, _, _, ev, d, bobMsgs := reconnectPair(t, ctx, s, nil)
 	srvConn := aliceServerConn(t, s, alice.Info().JID.String())
-	ev.wait(t, client.EventOnline)
 
 	c := d.last()
 	c.black.Store(true)
@@ -316,7 +314,6 @@ func TestReconnectStopsOnAuthFailure(t *testing.T) {
 	s := newTestServer(t, xmpptest.Config{})
 	alice, _, _, ev, _, _ := reconnectPair(t, ctx, s, func(c *client.Config) { c.NoFAST = true })
 	srvConn := aliceServerConn(t, s, alice.Info().JID.String())
-	ev.wait(t, client.EventOnline)
 	s.AddUser("alice", "changed-elsewhere")
 	conns := len(s.Conns())
 	s.CutConnection(srvConn)
@@ -350,7 +347,6 @@ func TestCloseWhileReconnecting(t *testing.T) {
 	alice, _, _, ev, _, _ := reconnectPair(t, ctx, s, func(c *client.Config) {
 		c.Backoff = client.Backoff{Min: 20 * time.Millisecond, Max: 40 * time.Millisecond}
 	})
-	ev.wait(t, client.EventOnline)
 	s.Close() // every later attempt fails to connect
 	ev.wait(t, client.EventOffline)
 	first := ev.wait(t, client.EventConnecting)
@@ -385,7 +381,6 @@ func TestNoReconnectByDefault(t *testing.T) {
 	defer cancel()
 	s := newTestServer(t, xmpptest.Config{})
 	alice, _, _, ev, _, _ := reconnectPair(t, ctx, s, func(c *client.Config) { c.Reconnect = false })
-	ev.wait(t, client.EventOnline)
 	conns := len(s.Conns())
 	s.CutConnection(aliceServerConn(t, s, alice.Info().JID.String()))
 	ev.wait(t, client.EventOffline)
@@ -440,6 +435,19 @@ func runningClientCode() []string {
 	return out
 }
 
+// idleClientCode returns runningClientCode once at most one more goroutine
+// than before runs client code, or after a bounded while: goroutines that
+// have done their work (the one that reconnected, the one that delivered
+// the events, those of a client closed before) are given that while to
+// return.
+func idleClientCode(before int) []string {
+	got := runningClientCode()
+	for deadline := time.Now().Add(5 * time.Second); len(got)-before > 1 && time.Now().Before(deadline); got = runningClientCode() {
+		runtime.Gosched()
+	}
+	return got
+}
+
 // TestIdleClientOneGoroutine: an idle client (no sync) holds exactly one
 // goroutine, the one reading its connection, with or without Reconnect;
 // the end of the connection is handled on a goroutine started only then.
@@ -459,8 +467,7 @@ func TestIdleClientOneGoroutine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev.wait(t, client.EventOnline)
-		if got := runningClientCode(); len(got)-before != 1 {
+		if got := idleClientCode(before); len(got)-before != 1 {
 			t.Errorf("Reconnect %t: %d client goroutines while idle, want 1:\n%s", reconnect, len(got)-before, strings.Join(got, "\n\n"))
 		}
 		// The end of the connection is still handled.
@@ -469,14 +476,8 @@ func TestIdleClientOneGoroutine(t *testing.T) {
 		if reconnect {
 			// Back up (resumed: stream management is on), and idle again
 			// with one goroutine.
-			// The goroutine that reconnected emits EventResumed just before
-			// it returns: give it a bounded while to do so.
 			ev.wait(t, client.EventResumed)
-			got := runningClientCode()
-			for deadline := time.Now().Add(5 * time.Second); len(got)-before > 1 && time.Now().Before(deadline); got = runningClientCode() {
-				runtime.Gosched()
-			}
-			if len(got)-before != 1 {
+			if got := idleClientCode(before); len(got)-before != 1 {
 				t.Errorf("after the reconnection: %d client goroutines while idle, want 1:\n%s", len(got)-before, strings.Join(got, "\n\n"))
 			}
 			c.Close()

@@ -22,6 +22,7 @@ import (
 
 	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/client"
+	"github.com/pipebind/pipebind/internal/kdfcount"
 	"github.com/pipebind/pipebind/internal/xmpptest"
 	"github.com/pipebind/pipebind/login"
 )
@@ -488,13 +489,13 @@ func TestScramKeysCached(t *testing.T) {
 	cfg.Mechanisms = []string{"SCRAM-SHA-256"}
 	cfg.NoSync = true
 	for i, wantCached := range []bool{false, true} {
-		before := login.PBKDF2Calls()
+		before := kdfcount.PBKDF2()
 		c, err := client.Dial(ctx, cfg)
 		if err != nil {
 			t.Fatalf("login %d: %v", i, err)
 		}
 		c.Close()
-		calls := login.PBKDF2Calls() - before
+		calls := kdfcount.PBKDF2() - before
 		if c.Info().ScramKeysCached != wantCached || (wantCached && calls != 0) || (!wantCached && calls != 1) {
 			t.Errorf("login %d: cached=%v, %d PBKDF2 calls", i, c.Info().ScramKeysCached, calls)
 		}
@@ -506,13 +507,13 @@ func TestScramKeysCached(t *testing.T) {
 		t.Fatalf("old password after a server-side change: %v", err)
 	}
 	cfg.Password = "new-pw"
-	before := login.PBKDF2Calls()
+	before := kdfcount.PBKDF2()
 	c, err := client.Dial(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
-	if c.Info().ScramKeysCached || login.PBKDF2Calls()-before != 1 {
+	if c.Info().ScramKeysCached || kdfcount.PBKDF2()-before != 1 {
 		t.Errorf("after a refused login the keys were not derived afresh")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,7 +111,7 @@ type Config struct {
 	// Path forces a path; PathAuto (zero) picks the best one offered.
 	Path Path
 	// Mechanisms lists the SASL mechanisms the client may use, most
-	// preferred first. Nil means DefaultMechanisms.
+	// preferred first. Nil means DefaultMechanisms().
 	Mechanisms []string
 	// KeyStore caches SCRAM's ClientKey and ServerKey, so that a login with
 	// an unchanged salt and iteration count skips PBKDF2; nil derives them
@@ -192,9 +193,15 @@ type Token struct {
 // type).
 type Resume = sm.Resume
 
-// DefaultMechanisms is the mechanism preference used when
-// Config.Mechanisms is nil: channel binding first, PLAIN last.
-var DefaultMechanisms = []string{
+// DefaultMechanisms returns the mechanism preference used when
+// Config.Mechanisms is nil: channel binding first, PLAIN last. It is a
+// copy, the caller's to change: the order also ranks the mechanisms for
+// the downgrade pin (Stronger), which no importer can weaken.
+func DefaultMechanisms() []string { return slices.Clone(mechanismStrength[:]) }
+
+// mechanismStrength lists the password mechanisms this package implements,
+// strongest first: channel binding, then the hash, PLAIN last.
+var mechanismStrength = [...]string{
 	"SCRAM-SHA-512-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS",
 	"SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN",
 }
@@ -330,7 +337,7 @@ func newNegotiation(conn net.Conn, cfg Config) (*negotiation, error) {
 		log:    cfg.Logger.With().Str("component", "login").Str("domain", cfg.JID.Domainpart()).Logger(),
 	}
 	if n.cfg.Mechanisms == nil {
-		n.cfg.Mechanisms = DefaultMechanisms
+		n.cfg.Mechanisms = DefaultMechanisms()
 	}
 	if n.cfg.Tag == "" {
 		n.cfg.Tag = "pipebind"

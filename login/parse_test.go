@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -149,9 +150,9 @@ func TestChooseMechanism(t *testing.T) {
 		allow   bool
 		want    string
 	}{
-		{"plus with exporter", DefaultMechanisms, all, []string{"tls-exporter"}, verified13, false, "SCRAM-SHA-1-PLUS"},
-		{"no plus without XEP-0440", DefaultMechanisms, all, nil, verified13, false, "SCRAM-SHA-256"},
-		{"no plus on TLS 1.2", DefaultMechanisms, all, []string{"tls-exporter"}, verified12, false, "SCRAM-SHA-256"},
+		{"plus with exporter", DefaultMechanisms(), all, []string{"tls-exporter"}, verified13, false, "SCRAM-SHA-1-PLUS"},
+		{"no plus without XEP-0440", DefaultMechanisms(), all, nil, verified13, false, "SCRAM-SHA-256"},
+		{"no plus on TLS 1.2", DefaultMechanisms(), all, []string{"tls-exporter"}, verified12, false, "SCRAM-SHA-256"},
 		{"plain verified", []string{"PLAIN"}, all, nil, verified13, false, "PLAIN"},
 		{"plain unverified refused", []string{"PLAIN"}, all, nil, unverified13, false, ""},
 		{"plain unverified allowed", []string{"PLAIN"}, all, nil, unverified13, true, "PLAIN"},
@@ -162,6 +163,19 @@ func TestChooseMechanism(t *testing.T) {
 		if got != tc.want || ok != (tc.want != "") {
 			t.Errorf("%s: got %q %v, want %q", tc.name, got, ok, tc.want)
 		}
+	}
+}
+
+// TestDefaultMechanismsIsACopy: an importer that reorders the default
+// preference changes its own copy, never the ranking behind the pin.
+func TestDefaultMechanismsIsACopy(t *testing.T) {
+	d := DefaultMechanisms()
+	slices.Reverse(d)
+	if !Stronger("SCRAM-SHA-512-PLUS", "PLAIN") || Stronger("PLAIN", "SCRAM-SHA-1") {
+		t.Fatal("reordering the returned slice changed the ranking")
+	}
+	if got := DefaultMechanisms(); got[0] != "SCRAM-SHA-512-PLUS" || got[len(got)-1] != "PLAIN" {
+		t.Fatalf("DefaultMechanisms() = %v after a caller reordered its copy", got)
 	}
 }
 

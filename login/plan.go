@@ -250,13 +250,14 @@ func (n *negotiation) tokenUsable(f features.Features) bool {
 }
 
 // Stronger reports whether password mechanism a is stronger than b, by
-// their order in DefaultMechanisms (channel binding first, then the hash,
-// PLAIN last). A mechanism not listed there is weaker than every listed one.
+// their order in DefaultMechanisms() (channel binding first, then the
+// hash, PLAIN last). A mechanism not listed there is weaker than every
+// listed one.
 func Stronger(a, b string) bool { return mechRank(a) > mechRank(b) }
 
 func mechRank(m string) int {
-	if i := slices.Index(DefaultMechanisms, m); i >= 0 {
-		return len(DefaultMechanisms) - i
+	if i := slices.Index(mechanismStrength[:], m); i >= 0 {
+		return len(mechanismStrength) - i
 	}
 	return 0
 }

@@ -19,9 +19,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"mellium.im/sasl"
+
+	"github.com/pipebind/pipebind/internal/kdfcount"
 )
 
 // SCRAM (RFC 5802, RFC 7677) client with cached keys, channel binding
@@ -114,12 +115,6 @@ func (s *MemoryKeyStore) Clear() {
 	defer s.mu.Unlock()
 	s.keys = nil
 }
-
-var pbkdf2Calls atomic.Uint64
-
-// PBKDF2Calls counts PBKDF2 derivations done by this package (for tests and
-// the benchmark: a warm login must do 0).
-func PBKDF2Calls() uint64 { return pbkdf2Calls.Load() }
 
 // ScramOptions configures a SCRAM mechanism beyond its name.
 type ScramOptions struct {
@@ -419,7 +414,7 @@ func (c *scramClient) keys(n *sasl.Negotiator, salt []byte, iter int) (ScramKeys
 		}
 	}
 	_, password, _ := n.Credentials()
-	pbkdf2Calls.Add(1)
+	kdfcount.AddPBKDF2()
 	salted, err := pbkdf2.Key(c.fam.h, string(password), salt, iter, c.fam.h().Size())
 	if err != nil {
 		return ScramKeys{}, false, fmt.Errorf("sasl: pbkdf2: %w", err)

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"mellium.im/sasl"
+
+	"github.com/pipebind/pipebind/internal/kdfcount"
 )
 
 func creds(user, pw string) sasl.Option {
@@ -99,11 +101,11 @@ func runRFC(t testing.TB, ex rfcExample, ks KeyStore, serverFirst, serverFinal s
 func TestScramRFCExamples(t *testing.T) {
 	for _, ex := range []rfcExample{rfc5802, rfc7677} {
 		t.Run(ex.name, func(t *testing.T) {
-			before := PBKDF2Calls()
+			before := kdfcount.PBKDF2()
 			if err := runRFC(t, ex, nil, ex.serverFirst, ex.serverFinal); err != nil {
 				t.Fatal(err)
 			}
-			if d := PBKDF2Calls() - before; d != 1 {
+			if d := kdfcount.PBKDF2() - before; d != 1 {
 				t.Errorf("cold login did %d PBKDF2 derivations, want 1", d)
 			}
 		})
@@ -125,11 +127,11 @@ func TestScramWarmLoginUsesKeyStore(t *testing.T) {
 			if k.Mechanism != ex.name || k.Iterations != 4096 || len(k.ClientKey) == 0 || len(k.ServerKey) == 0 {
 				t.Fatalf("stored keys %+v", k)
 			}
-			before := PBKDF2Calls()
+			before := kdfcount.PBKDF2()
 			if err := runRFC(t, ex, ks, ex.serverFirst, ex.serverFinal); err != nil {
 				t.Fatal(err)
 			}
-			if d := PBKDF2Calls() - before; d != 0 {
+			if d := kdfcount.PBKDF2() - before; d != 0 {
 				t.Errorf("warm login did %d PBKDF2 derivations, want 0", d)
 			}
 			// The warm login still verifies the server.
@@ -137,7 +139,7 @@ func TestScramWarmLoginUsesKeyStore(t *testing.T) {
 			if err := runRFC(t, ex, ks, ex.serverFirst, bad); !errors.Is(err, ErrServerSignature) {
 				t.Fatalf("warm login with tampered v=: %v, want ErrServerSignature", err)
 			}
-			if d := PBKDF2Calls() - before; d != 0 {
+			if d := kdfcount.PBKDF2() - before; d != 0 {
 				t.Errorf("warm logins did %d PBKDF2 derivations, want 0", d)
 			}
 		})
@@ -580,7 +582,7 @@ func TestScramMelliumServer(t *testing.T) {
 				srv.Reset()
 				m, _ := NewScram(tc.server.Name, ks)
 				c := sasl.NewClient(m, creds("user", tc.password), sasl.RemoteMechanisms(tc.server.Name))
-				before := PBKDF2Calls()
+				before := kdfcount.PBKDF2()
 				_, cf, err := c.Step(nil)
 				if err != nil {
 					t.Fatal(err)
@@ -609,8 +611,8 @@ func TestScramMelliumServer(t *testing.T) {
 				if _, _, err := c.Step(sfin); err != nil {
 					t.Fatalf("client on server-final %q: %v", sfin, err)
 				}
-				if want := uint64(1 - round); PBKDF2Calls()-before != want {
-					t.Fatalf("round %d: %d PBKDF2 calls, want %d", round, PBKDF2Calls()-before, want)
+				if want := uint64(1 - round); kdfcount.PBKDF2()-before != want {
+					t.Fatalf("round %d: %d PBKDF2 calls, want %d", round, kdfcount.PBKDF2()-before, want)
 				}
 			}
 		})
@@ -647,7 +649,7 @@ func benchLogin(b *testing.B, ks KeyStore) {
 			b.Fatal(err)
 		}
 	}
-	before := PBKDF2Calls()
+	before := kdfcount.PBKDF2()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -658,7 +660,7 @@ func benchLogin(b *testing.B, ks KeyStore) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(PBKDF2Calls()-before)/float64(b.N), "pbkdf2/op")
+	b.ReportMetric(float64(kdfcount.PBKDF2()-before)/float64(b.N), "pbkdf2/op")
 }
 
 // BenchmarkScramLoginCold is the client-side cost of a SCRAM-SHA-256 login

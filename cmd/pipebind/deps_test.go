@@ -10,11 +10,13 @@ import (
 // TestNoHarnessLinked: the user's pipebind binary links neither package
 // testing nor a test harness. Of pipebind's internal packages it may link
 // only the demo's in-process server and that server's certificates, which
-// must therefore not import testing either; a harness (Prosody, ejabberd,
-// a path emulator) belongs to tests and to bench/cmd/pipebind-bench.
+// must therefore not import testing either, and login's PBKDF2 counter
+// (kdfcount: one atomic, internal so that it is not API); a harness
+// (Prosody, ejabberd, a path emulator) belongs to tests and to
+// bench/cmd/pipebind-bench.
 func TestNoHarnessLinked(t *testing.T) {
 	const internal = "github.com/pipebind/pipebind/internal/"
-	linkable := []string{internal + "xmpptest", internal + "testcert"}
+	linkable := []string{internal + "xmpptest", internal + "testcert", internal + "kdfcount"}
 	cmd := exec.Command("go", "list", "-deps", ".")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

@@ -2,6 +2,7 @@ package xmpptest
 
 import (
 	"bytes"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -135,4 +136,18 @@ func (c *conn) beforeSuccess() error {
 		return c.writeRaw(rawName(x), false, []byte(x))
 	}
 	return nil
+}
+
+// WriteRaw writes data on l's connection as is, right after what the server
+// has written so far, without validating or numbering it (XEP-0198): a
+// fault knob for input the server itself never produces, such as a stanza
+// that is not well-formed. It returns false when l's connection has ended.
+func (s *Server) WriteRaw(l *ConnLog, data string) bool {
+	c := s.liveConn(l)
+	if c == nil {
+		return false
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.emitLocked(outItem{name: xml.Name{Local: "raw"}, data: []byte(data)}) == nil
 }

@@ -523,19 +523,24 @@ func (s *Server) SMSession(full string) (SMSession, bool) {
 // l's connection has already ended. Wait on l.Done() to know that the
 // server has noticed.
 func (s *Server) CutConnection(l *ConnLog) bool {
-	s.mu.Lock()
-	var c *conn
-	for x := range s.live {
-		if x.log == l {
-			c = x
-		}
-	}
-	s.mu.Unlock()
+	c := s.liveConn(l)
 	if c == nil {
 		return false
 	}
 	c.cut(nil)
 	return true
+}
+
+// liveConn returns the connection l logs, nil when it has ended.
+func (s *Server) liveConn(l *ConnLog) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.live {
+		if c.log == l {
+			return c
+		}
+	}
+	return nil
 }
 
 // ExpireSMSessions ends, as if their resumption timeout had passed, the
