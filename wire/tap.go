@@ -58,6 +58,7 @@ func (c *Conn) offer() error {
 // tag) of anything else.
 func (c *Conn) capture(wantMessage, wantFeatures bool) (buf []byte, end Kind, wanted bool, err error) {
 	buf = c.captured[:0]
+	defer func() { c.traceUnit(buf) }()
 	started := false // the element's start tag has been read
 	for {
 		if c.br.Buffered() == 0 {
@@ -68,26 +69,39 @@ func (c *Conn) capture(wantMessage, wantFeatures bool) (buf []byte, end Kind, wa
 		}
 		chunk, _ := c.br.Peek(c.br.Buffered())
 		for k, b := range chunk {
-			buf = append(buf, b)
-			end = c.lexIn(b)
-			if end == KindError {
-				_, _ = c.br.Discard(k + 1)
-				return buf, end, false, c.in.Err()
-			}
-			if !started && (end != KindNone || c.in.state == lexText) {
-				started = true
+			end = c.in.Feed(b)
+			stop := end != KindNone // the element ended, or an error
+			if !stop && !started && c.in.state == lexText {
+				started = true // its start tag ended: is it wanted?
 				wanted = wantMessage && c.in.kind == KindMessage || wantFeatures && c.in.isLocal("features")
-				if !wanted || c.in.depth == 0 && end == KindNone {
-					// Not ours, or not an element at all.
-					_, _ = c.br.Discard(k + 1)
-					return buf, end, false, nil
-				}
+				stop = !wanted || c.in.depth == 0 // not ours, or not an element
+			} else if end != KindNone && !started {
+				started = true // a self-closing element
+				wanted = wantMessage && end == KindMessage || wantFeatures && c.in.isLocal("features")
 			}
-			if end != KindNone {
+			if stop {
+				buf = append(buf, chunk[:k+1]...)
 				_, _ = c.br.Discard(k + 1)
-				return buf, end, true, nil
+				if end == KindError {
+					return buf, end, false, c.in.Err()
+				}
+				return buf, end, wanted && end != KindNone, nil
 			}
 		}
+		buf = append(buf, chunk...)
 		_, _ = c.br.Discard(len(chunk))
+	}
+}
+
+// traceUnit adds bytes read ahead (capture) to the trace: the unit they
+// belong to is traced once it ends.
+func (c *Conn) traceUnit(p []byte) {
+	if c.trace == nil || len(p) == 0 {
+		return
+	}
+	c.traceIn = append(c.traceIn, p...)
+	if c.in.AtTop() || c.in.state == lexError {
+		c.trace(true, c.traceIn)
+		c.traceIn = c.traceIn[:0]
 	}
 }
