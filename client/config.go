@@ -182,6 +182,14 @@ type Config struct {
 	Logger zerolog.Logger
 	// Trace, if not nil, receives the login's milestones.
 	Trace *Trace
+	// WireTrace, if set, sees the XML stream of every connection after TLS,
+	// in both directions (in is true for what the server sent), a
+	// top-level unit at a time: the headers, each element, the stream's
+	// end; like curl -v. Secrets are redacted (login.Redact): passwords,
+	// SASL payloads, SCRAM proofs, FAST tokens. It runs on the goroutine
+	// that reads or writes the connection, must not block, and must not
+	// retain element. Nil traces nothing (and costs nothing).
+	WireTrace func(in bool, element []byte)
 }
 
 // Trace holds optional hooks called at a login's milestones, in order, on

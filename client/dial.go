@@ -199,6 +199,9 @@ func (d *dialing) loginConfig(tc tlsConn) login.Config {
 	if d.keys != nil {
 		lcfg.KeyStore = d.keys
 	}
+	if t := cfg.WireTrace; t != nil {
+		lcfg.Trace = func(in bool, el []byte) { t(in, login.Redact(el)) }
+	}
 	return lcfg
 }
 

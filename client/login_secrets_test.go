@@ -206,7 +206,8 @@ func saslPayloads(t *testing.T, stream []byte) (payloads []string, tokens []stri
 // TestNoSecretsAtDebugLevel (issue 7, item 4) logs in at debug level with
 // PLAIN, SCRAM-SHA-1 and SCRAM-SHA-256 (derived and cached keys), obtains
 // and uses a FAST token, and fails a login; then scans the log, every error
-// string and the printed Info for the password, every SASL payload of the
+// string, the printed Info and the wire trace (Config.WireTrace) for the
+// password, every SASL payload of the
 // recorded exchange (base64 and decoded), the SCRAM ClientKey and ServerKey
 // and the FAST tokens (raw, hex, base64), read from the cache file. The
 // cache file, -wal and -shm must be 0600.
@@ -223,6 +224,13 @@ func TestNoSecretsAtDebugLevel(t *testing.T) {
 	cfg.Addr, cfg.TLSConfig = p.ln.Addr().String(), p.clientTLS(s.Domain())
 	cfg.CachePath, cfg.Logger = path, logs.logger()
 	cfg.NoSync = true
+	var traceMu sync.Mutex
+	var traced bytes.Buffer // the wire trace (issue 16: -trace)
+	cfg.WireTrace = func(in bool, el []byte) {
+		traceMu.Lock()
+		defer traceMu.Unlock()
+		fmt.Fprintf(&traced, "%v %s\n", in, el)
+	}
 
 	var printed []string // error strings and Info as an application would print them
 	login := func(cfg client.Config) client.Info {
@@ -356,5 +364,12 @@ func TestNoSecretsAtDebugLevel(t *testing.T) {
 	}
 	sec.scan(t, "the debug log", logs.String())
 	sec.scan(t, "the printed errors and Info", strings.Join(printed, "\n"))
+	traceMu.Lock()
+	wire := traced.String()
+	traceMu.Unlock()
+	if !strings.Contains(wire, "<authenticate") || !strings.Contains(wire, "[redacted") || !strings.Contains(wire, "<success") {
+		t.Fatalf("the wire trace lacks the login: %.300q", wire)
+	}
+	sec.scan(t, "the wire trace", wire)
 	t.Logf("%d secret forms checked against %d bytes of log", len(sec), len(logs.String()))
 }

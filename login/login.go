@@ -176,6 +176,10 @@ type Config struct {
 	// from the writing goroutine: stream management's unacked queue
 	// (sm.Session.Record). raw is only valid during the call.
 	OnStanzaOut func(raw []byte, k wire.Kind)
+	// Trace, if set, sees every top-level unit of the stream in both
+	// directions, from the first byte after TLS (wire.Options.Trace): raw,
+	// secrets included. Pass it through Redact before showing it.
+	Trace func(in bool, element []byte)
 }
 
 // Token is a FAST token as the server issued it. Secret is as sensitive as
@@ -332,7 +336,7 @@ func newNegotiation(conn net.Conn, cfg Config) (*negotiation, error) {
 		cfg:    cfg,
 		bare:   cfg.JID.Bare(),
 		domain: cfg.JID.Domain(),
-		conn:   wire.New(conn, wire.Options{OnStanzaOut: cfg.OnStanzaOut}),
+		conn:   wire.New(conn, wire.Options{OnStanzaOut: cfg.OnStanzaOut, Trace: cfg.Trace}),
 		tls:    tc.ConnectionState(),
 		log:    cfg.Logger.With().Str("component", "login").Str("domain", cfg.JID.Domainpart()).Logger(),
 	}
