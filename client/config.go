@@ -170,6 +170,16 @@ type Config struct {
 	// 1000 others waiting for a slow OnEvent are logged and dropped.
 	Handler xmpp.Handler
 
+	// KeepAlive bounds how long a dead link goes unnoticed after the
+	// login; its zero value checks after 20 s of silence (see KeepAlive).
+	KeepAlive KeepAlive
+	// RequestTimeout bounds each request the client itself sends after the
+	// login and waits for (the archive's queries, the markers' IQs): one
+	// the server has not answered by then fails with an error matching
+	// ErrTimeout. Zero means 30 s; negative means only the caller's context
+	// bounds them.
+	RequestTimeout time.Duration
+
 	// Timeout bounds DNS, connect, TLS and login together. Zero means 30 s;
 	// a negative value means only ctx bounds them.
 	Timeout time.Duration
@@ -218,14 +228,57 @@ type Trace struct {
 	LoginDone func(info Info, err error)
 }
 
-func (c *Config) timeout() time.Duration {
+func (c *Config) timeout() time.Duration { return orDefault(c.Timeout, 30*time.Second) }
+
+func (c *Config) requestTimeout() time.Duration { return orDefault(c.RequestTimeout, 30*time.Second) }
+
+// orDefault reads a timeout field: zero means def, negative means none (0).
+func orDefault(d, def time.Duration) time.Duration {
 	switch {
-	case c.Timeout == 0:
-		return 30 * time.Second
-	case c.Timeout < 0:
+	case d == 0:
+		return def
+	case d < 0:
 		return 0
 	}
-	return c.Timeout
+	return d
+}
+
+// KeepAlive says how a client notices that its link has died without the
+// connection being closed (a server that stopped, a NAT that forgot the
+// connection, a mobile network that changed): after Idle without a byte from
+// the server it asks for one, an XEP-0198 <r/> when stream management is on
+// (the server answers <a/>), an XEP-0199 ping otherwise; if nothing arrives
+// within Timeout, the link is dead: the connection is closed, EventOffline
+// reports an error matching ErrDeadLink (and ErrTimeout, ErrConnection), and
+// with Config.Reconnect the client logs in again, resuming the session when
+// it can. A dead link is so noticed within Idle+Timeout of the last byte the
+// server sent. On Linux, the TCP connection also gives up on data the server
+// has not acknowledged after Idle+Timeout (TCP_USER_TIMEOUT).
+//
+// The zero value means Idle 20 s and Timeout 10 s: a dead link is found
+// within 30 s, at the cost of one small exchange per 20 s of silence.
+type KeepAlive struct {
+	// Idle is the silence after which the client asks for an answer; zero
+	// means 20 s, negative turns the checks (and TCP_USER_TIMEOUT) off.
+	Idle time.Duration
+	// Timeout is how long the client waits for the answer; zero means 10 s.
+	Timeout time.Duration
+}
+
+// values returns Idle and Timeout with their defaults, and false when the
+// checks are off.
+func (k KeepAlive) values() (idle, timeout time.Duration, on bool) {
+	if k.Idle < 0 {
+		return 0, 0, false
+	}
+	idle, timeout = k.Idle, k.Timeout
+	if idle == 0 {
+		idle = 20 * time.Second
+	}
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return idle, timeout, true
 }
 
 func (c *Config) closeTimeout() time.Duration {

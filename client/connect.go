@@ -203,6 +203,11 @@ func connectOne(ctx context.Context, cfg Config, t target, cached *cache.Feature
 	info.Addr = t.addr
 	if tc, ok := raw.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
+		if idle, timeout, on := cfg.KeepAlive.values(); on {
+			// Data the server does not acknowledge fails the connection
+			// within the same bound as a silent link (Linux).
+			_ = setUserTimeout(tc, idle+timeout)
+		}
 	}
 	tlsCfg := tlsConfig(cfg, t.direct)
 	var tc tlsConn

@@ -40,7 +40,9 @@ func (c *link) MarkDisplayed(ctx context.Context, peer jid.JID, stanzaID string)
 	if err != nil || !moved {
 		return err
 	}
-	err = mds.Publish(ctx, c.sess, mds.Marker{Peer: peer.Bare(), StanzaID: stanzaID, By: acct})
+	rctx, cancel := c.requestContext(ctx)
+	defer cancel()
+	err = mds.Publish(rctx, c.sess, mds.Marker{Peer: peer.Bare(), StanzaID: stanzaID, By: acct})
 	var se stanza.Error
 	switch {
 	case err == nil:
@@ -66,7 +68,9 @@ func noPEP(se stanza.Error) bool {
 // to the cache: those of one-to-one conversations, whose stanza-ids are the
 // account's archive ids (the cache holds no groupchat).
 func (c *link) fetchDisplayed(ctx context.Context) error {
-	markers, err := mds.Fetch(ctx, c.sess)
+	rctx, cancel := c.requestContext(ctx)
+	defer cancel()
+	markers, err := mds.Fetch(rctx, c.sess)
 	if errors.As(err, new(stanza.Error)) {
 		return nil // no node yet, or no PEP: nothing to apply
 	}
@@ -84,4 +88,13 @@ func (c *link) fetchDisplayed(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// requestContext bounds one request of the client's by
+// Config.RequestTimeout.
+func (c *link) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d := c.cfg.requestTimeout(); d > 0 {
+		return context.WithTimeout(ctx, d)
+	}
+	return ctx, func() {}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/pipebind/pipebind/cache"
+	"github.com/pipebind/pipebind/login"
 	"github.com/pipebind/pipebind/mamsync"
 )
 
@@ -26,11 +27,7 @@ func (c *link) startSync(cfg Config, db *cache.DB) {
 	go func() {
 		defer c.wg.Done()
 		rep, err := c.reconcile(db)
-		if err != nil && c.ctx.Err() != nil {
-			if serr := c.Err(); serr != nil && !errors.Is(serr, ErrClosed) {
-				err = fmt.Errorf("client: session ended during sync: %w (%v)", serr, err)
-			}
-		}
+		err = c.syncError(err)
 		c.mu.Lock()
 		c.syncRep, c.syncErr = rep, err
 		c.mu.Unlock()
@@ -47,11 +44,13 @@ func (c *link) startSync(cfg Config, db *cache.DB) {
 				// reading goroutine: a store waiting for the database
 				// delays no acknowledgement and no IQ answer.
 				if _, err := c.syncer.StoreLive(c.ctx); err != nil && c.ctx.Err() == nil {
+					err = c.syncError(err)
 					c.log.Error().Err(err).Msg("storing live messages failed; the next reconcile fetches them")
 					c.setSyncErr(err)
 				}
 			case <-c.syncer.NeedCatchUp():
 				if _, err := c.syncer.CatchUp(c.ctx, c.sess); err != nil && c.ctx.Err() == nil {
+					err = c.syncError(err)
 					c.log.Warn().Err(err).Msg("catch-up failed")
 					c.setSyncErr(err)
 				}
@@ -97,6 +96,36 @@ func (c *link) reconcile(db *cache.DB) (mamsync.Report, error) {
 	return rep, nil
 }
 
+// syncError types an error of the reconciliation: the session's own end
+// when the session ended under it, a *DropError for a lost connection,
+// ErrTimeout for a deadline.
+func (c *link) syncError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if c.ctx.Err() != nil {
+		if serr := c.Err(); serr != nil && !errors.Is(serr, ErrClosed) {
+			return fmt.Errorf("client: session ended during sync: %w (%v)", serr, err)
+		}
+	}
+	switch {
+	case login.ConnectionLost(err):
+		return fmt.Errorf("client: sync: %w", &DropError{Err: err})
+	case errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrTimeout):
+		return fmt.Errorf("client: sync: %w (%w)", ErrTimeout, err)
+	}
+	return err
+}
+
+// ctxError is the error of a wait ctx ended: a deadline also matches
+// ErrTimeout.
+func ctxError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w (%w)", ErrTimeout, err)
+	}
+	return err
+}
+
 func (c *link) setSyncErr(err error) {
 	c.mu.Lock()
 	if c.syncErr == nil {
@@ -115,7 +144,7 @@ func (c *link) SyncReport(ctx context.Context) (mamsync.Report, error) {
 	select {
 	case <-c.syncDone:
 	case <-ctx.Done():
-		return mamsync.Report{}, ctx.Err()
+		return mamsync.Report{}, fmt.Errorf("client: sync report: %w", ctxError(ctx.Err()))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

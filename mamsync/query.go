@@ -142,7 +142,12 @@ func (s *Syncer) send(ctx context.Context, sess *xmpp.Session, wg *sync.WaitGrou
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		p.answer <- readAnswer(sess.SendIQ(ctx, xml.NewDecoder(&b)))
+		qctx, cancel := ctx, context.CancelFunc(func() {})
+		if d := s.cfg.QueryTimeout; d > 0 {
+			qctx, cancel = context.WithTimeout(ctx, d)
+		}
+		defer cancel()
+		p.answer <- readAnswer(sess.SendIQ(qctx, xml.NewDecoder(&b)))
 	}()
 	return p
 }

@@ -45,6 +45,11 @@ type Config struct {
 	// ejabberd 250). A page with more results is ErrPageOverflow. Zero
 	// means 250.
 	PageSize int
+	// QueryTimeout bounds the wait for each query's answer (its <fin/>):
+	// past it the query fails with an error wrapping
+	// context.DeadlineExceeded. Zero means only the caller's context bounds
+	// it.
+	QueryTimeout time.Duration
 	// MaxPages bounds the MAM pages of one Reconcile or CatchUp: the next
 	// page is ErrTooManyPages. Zero means 100,000 pages.
 	MaxPages int

@@ -100,6 +100,8 @@ type Conn struct {
 	sent      atomic.Uint32
 	sentMsgs  atomic.Uint32
 
+	lastRead atomic.Int64 // when bytes last arrived (Unix nanoseconds)
+
 	writing atomic.Int32 // writes in progress
 	dead    atomic.Bool  // Abort: deadlines stay in the past
 	refused sync.Once    // the stream error for bad input is sent once
@@ -153,6 +155,15 @@ func (c *Conn) Metering() Metering {
 	return Metering{}
 }
 
+// LastRead returns when bytes last arrived from the server (the zero Time
+// before any): a liveness check asks for an answer after a silence.
+func (c *Conn) LastRead() time.Time {
+	if ns := c.lastRead.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
 // StanzasIn returns how many top-level stanzas (message, presence, iq) the
 // session has consumed since EndLogin, those the tap took included: the
 // inbound counter "h" of XEP-0198 for this connection. IQ results that
@@ -196,6 +207,7 @@ type netReader struct{ c *Conn }
 func (r netReader) Read(p []byte) (int, error) {
 	n, err := r.c.Conn.Read(p)
 	if n > 0 {
+		r.c.lastRead.Store(time.Now().UnixNano())
 		if m := r.c.meter.Load(); m != nil {
 			if merr := m.read(n); merr != nil {
 				return n, r.c.refuse(merr)

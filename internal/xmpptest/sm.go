@@ -531,6 +531,23 @@ func (s *Server) CutConnection(l *ConnLog) bool {
 	return true
 }
 
+// StallConnection makes the connection l logs go silent, as a server that
+// hangs or a network that drops everything would look from the client: from
+// now on nothing more is written to it (what the server would write is
+// swallowed), what the client sends is read and discarded, and the
+// connection stays open. It reports false when l's connection has ended.
+func (s *Server) StallConnection(l *ConnLog) bool {
+	c := s.liveConn(l)
+	if c == nil {
+		return false
+	}
+	c.wmu.Lock()
+	c.faultHit = errFaultStalled
+	c.wmu.Unlock()
+	c.stalled.Store(true)
+	return true
+}
+
 // liveConn returns the connection l logs, nil when it has ended.
 func (s *Server) liveConn(l *ConnLog) *conn {
 	s.mu.Lock()

@@ -1,0 +1,144 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipebind/pipebind/client"
+	"github.com/pipebind/pipebind/internal/xmpptest"
+)
+
+// eventsTo returns an OnEvent that sends every event to a channel.
+func eventsTo(n int) (chan client.Event, func(client.Event)) {
+	ch := make(chan client.Event, n)
+	return ch, func(e client.Event) {
+		select {
+		case ch <- e:
+		default:
+		}
+	}
+}
+
+// waitEvent waits for an event of kind, failing after d.
+func waitEvent(t *testing.T, ch chan client.Event, kind client.EventKind, d time.Duration) client.Event {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case e := <-ch:
+			if e.Kind == kind {
+				return e
+			}
+		case <-timer.C:
+			t.Fatalf("no %v event within %v", kind, d)
+		}
+	}
+}
+
+// TestDeadLinkFound (issue 14): a server that stops answering without
+// closing the connection is found within KeepAlive.Idle+Timeout of its last
+// byte, by an <r/> with stream management and by a ping without; the drop
+// is typed (ErrDeadLink, ErrTimeout, ErrConnection, safe to retry), and with
+// Reconnect the client is back without the application doing anything.
+func TestDeadLinkFound(t *testing.T) {
+	const idle, timeout = 300 * time.Millisecond, 300 * time.Millisecond
+	for _, noSM := range []bool{false, true} {
+		name := "sm"
+		if noSM {
+			name = "ping"
+		}
+		t.Run(name, func(t *testing.T) {
+			s := newTestServer(t, xmpptest.Config{})
+			events, onEvent := eventsTo(64)
+			cfg := testConfig(t, s, "alice", openCache(t))
+			cfg.NoSM, cfg.NoSync = noSM, true
+			cfg.KeepAlive = client.KeepAlive{Idle: idle, Timeout: timeout}
+			cfg.Reconnect, cfg.Backoff = true, client.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+			cfg.OnEvent = onEvent
+			c, err := client.Dial(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if !s.StallConnection(lastConn(t, s)) {
+				t.Fatal("no connection to stall")
+			}
+			stalled := time.Now()
+			off := waitEvent(t, events, client.EventOffline, 10*(idle+timeout))
+			found := time.Since(stalled)
+			if !errors.Is(off.Err, client.ErrDeadLink) || !errors.Is(off.Err, client.ErrTimeout) ||
+				!errors.Is(off.Err, client.ErrConnection) || !client.SafeToRetry(off.Err) {
+				t.Fatalf("offline with %v, want a dead link (timeout, connection, safe to retry)", off.Err)
+			}
+			// Found within Idle+Timeout of the last byte (the stall came
+			// after it), with slack for a loaded machine.
+			if found > idle+timeout+time.Second {
+				t.Errorf("the dead link was found %v after the stall, want within %v", found, idle+timeout)
+			}
+			back := client.EventOnline
+			if !noSM {
+				back = client.EventResumed
+			}
+			waitEvent(t, events, back, 10*time.Second)
+			t.Logf("dead link found after %v; back: %v", found.Round(time.Millisecond), back)
+		})
+	}
+}
+
+// TestLivenessQuietLink: on an idle link whose server answers, the client
+// probes after each silence and stays online.
+func TestLivenessQuietLink(t *testing.T) {
+	s := newTestServer(t, xmpptest.Config{})
+	events, onEvent := eventsTo(16)
+	probes := make(chan struct{}, 16)
+	cfg := testConfig(t, s, "alice", nil)
+	cfg.NoSync = true
+	cfg.KeepAlive = client.KeepAlive{Idle: 100 * time.Millisecond, Timeout: 2 * time.Second}
+	cfg.OnEvent = onEvent
+	cfg.WireTrace = func(in bool, el []byte) {
+		if !in && strings.HasPrefix(string(el), "<r ") {
+			probes <- struct{}{}
+		}
+	}
+	c, err := client.Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 3 {
+		select {
+		case <-probes:
+		case e := <-events:
+			t.Fatalf("event %v (%v) on a live link", e.Kind, e.Err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("probe %d not sent", i)
+		}
+	}
+	select {
+	case e := <-events:
+		t.Fatalf("event %v (%v) on a live link", e.Kind, e.Err)
+	default:
+	}
+}
+
+// TestServerPingAnswered: the client answers the server's XEP-0199 ping
+// with a result, also when the application has no Handler.
+func TestServerPingAnswered(t *testing.T) {
+	s := newTestServer(t, xmpptest.Config{})
+	cfg := testConfig(t, s, "alice", nil)
+	cfg.NoSync = true
+	c, err := client.Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.PingClient(ctx, c.Info().JID.String()); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+}
