@@ -26,16 +26,24 @@ func (t FastToken) Valid(now time.Time) bool {
 	return t.Mechanism != "" && len(t.Token) > 0 && now.Before(t.Expiry)
 }
 
-// FastTokenFor returns the FAST token stored for account. A token that has
-// expired is not returned (ok is false): it is never tried.
+// FastTokenFor returns the FAST token stored for the default instance of
+// account (FastTokenOf with instance ""). A token that has expired is not
+// returned (ok is false): it is never tried.
 func (db *DB) FastTokenFor(ctx context.Context, account string) (t FastToken, ok bool, err error) {
+	return db.FastTokenOf(ctx, account, "")
+}
+
+// FastTokenOf returns the FAST token stored for one instance of account
+// (see ClaimInstance): a token is issued to one client's user-agent id. A
+// token that has expired is not returned (ok is false).
+func (db *DB) FastTokenOf(ctx context.Context, account, instance string) (t FastToken, ok bool, err error) {
 	h, err := db.handle()
 	if err != nil {
 		return t, false, fmt.Errorf("cache: fast token: %w", classify(err))
 	}
 	var exp int64
-	err = h.QueryRowContext(ctx, `SELECT mechanism, token, expiry FROM fast_tokens WHERE account = ?`,
-		jidKey(account)).Scan(&t.Mechanism, &t.Token, &exp)
+	err = h.QueryRowContext(ctx, `SELECT mechanism, token, expiry FROM fast_tokens WHERE account = ? AND instance = ?`,
+		jidKey(account), instance).Scan(&t.Mechanism, &t.Token, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return FastToken{}, false, nil
 	}
@@ -49,8 +57,8 @@ func (db *DB) FastTokenFor(ctx context.Context, account string) (t FastToken, ok
 	return t, true, nil
 }
 
-// ForgetFastToken deletes the FAST token of account (the server refused it,
-// or the user logs out). Forgetting a missing token is not an error.
+// ForgetFastToken deletes the FAST tokens of every instance of account (the
+// user logs out). Forgetting a missing token is not an error.
 func (db *DB) ForgetFastToken(ctx context.Context, account string) error {
 	err := db.small(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM fast_tokens WHERE account = ?`, jidKey(account))
@@ -62,9 +70,23 @@ func (db *DB) ForgetFastToken(ctx context.Context, account string) error {
 	return nil
 }
 
+// ForgetFastTokenOf deletes the FAST token of one instance of account (the
+// server refused it).
+func (db *DB) ForgetFastTokenOf(ctx context.Context, account, instance string) error {
+	err := db.small(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM fast_tokens WHERE account = ? AND instance = ?`, jidKey(account), instance)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("cache: forget fast token: %w", classify(err))
+	}
+	return nil
+}
+
 // StoredToken describes a stored FAST token without the secret.
 type StoredToken struct {
 	Account   string
+	Instance  string
 	Mechanism string
 	Expiry    time.Time
 	Updated   time.Time
@@ -77,7 +99,7 @@ func (db *DB) ListFastTokens(ctx context.Context) ([]StoredToken, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: list fast tokens: %w", classify(err))
 	}
-	rows, err := h.QueryContext(ctx, `SELECT account, mechanism, expiry, updated_at FROM fast_tokens ORDER BY account`)
+	rows, err := h.QueryContext(ctx, `SELECT account, instance, mechanism, expiry, updated_at FROM fast_tokens ORDER BY account, instance`)
 	if err != nil {
 		return nil, fmt.Errorf("cache: list fast tokens: %w", classify(err))
 	}
@@ -86,7 +108,7 @@ func (db *DB) ListFastTokens(ctx context.Context) ([]StoredToken, error) {
 	for rows.Next() {
 		var t StoredToken
 		var exp, upd int64
-		if err := rows.Scan(&t.Account, &t.Mechanism, &exp, &upd); err != nil {
+		if err := rows.Scan(&t.Account, &t.Instance, &t.Mechanism, &exp, &upd); err != nil {
 			return nil, fmt.Errorf("cache: list fast tokens: %w", classify(err))
 		}
 		t.Expiry, t.Updated = time.Unix(exp, 0).UTC(), time.Unix(upd, 0).UTC()
@@ -130,13 +152,16 @@ func (db *DB) ForgetMechanismPin(ctx context.Context, account string) error {
 type LoginRecord struct {
 	// Account is the bare JID that logged in.
 	Account string
+	// Instance is the instance of the account that logged in (its FAST
+	// token is its own); "" is the default instance.
+	Instance string
 	// Features, when non-nil, replace the stored features of
 	// Features.Domain.
 	Features *Features
-	// Token, when non-nil, replaces the account's FAST token (a new or
+	// Token, when non-nil, replaces the instance's FAST token (a new or
 	// rotated token).
 	Token *FastToken
-	// ForgetToken deletes the account's FAST token (ignored with Token).
+	// ForgetToken deletes the instance's FAST token (ignored with Token).
 	ForgetToken bool
 	// Pin, when non-empty, becomes the account's pinned mechanism.
 	Pin string
@@ -171,15 +196,15 @@ func (db *DB) RecordLogin(ctx context.Context, r LoginRecord) error {
 		switch {
 		case r.Token != nil:
 			if _, err := tx.ExecContext(ctx, `
-INSERT INTO fast_tokens (account, mechanism, token, expiry, updated_at) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (account) DO UPDATE SET
+INSERT INTO fast_tokens (account, instance, mechanism, token, expiry, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (account, instance) DO UPDATE SET
 	mechanism = excluded.mechanism, token = excluded.token,
 	expiry = excluded.expiry, updated_at = excluded.updated_at`,
-				acct, r.Token.Mechanism, r.Token.Token, r.Token.Expiry.Unix(), now); err != nil {
+				acct, r.Instance, r.Token.Mechanism, r.Token.Token, r.Token.Expiry.Unix(), now); err != nil {
 				return err
 			}
 		case r.ForgetToken:
-			if _, err := tx.ExecContext(ctx, `DELETE FROM fast_tokens WHERE account = ?`, acct); err != nil {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM fast_tokens WHERE account = ? AND instance = ?`, acct, r.Instance); err != nil {
 				return err
 			}
 		}

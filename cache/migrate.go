@@ -126,6 +126,32 @@ CREATE TABLE mechanism_pins (
 ) WITHOUT ROWID;
 `,
 	},
+	{
+		name: "instances: a user-agent id and a FAST token per client of an account",
+		sql: `
+CREATE TABLE instances (
+	account       TEXT    NOT NULL,            -- bare JID, lower-cased
+	name          TEXT    NOT NULL,            -- client.Config.Instance; '' is the default
+	user_agent_id TEXT    NOT NULL,            -- its SASL2 user-agent id
+	claimed_pid   INTEGER NOT NULL DEFAULT 0,  -- the process using it now; 0: none
+	claimed_start INTEGER NOT NULL DEFAULT 0,  -- that process's start time, against pid reuse
+	PRIMARY KEY (account, name)
+) WITHOUT ROWID;
+CREATE TABLE fast_tokens_v5 (
+	account    TEXT    NOT NULL,             -- bare JID, lower-cased
+	instance   TEXT    NOT NULL DEFAULT '',  -- the instance the token was issued to
+	mechanism  TEXT    NOT NULL,
+	token      BLOB    NOT NULL,
+	expiry     INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL,
+	PRIMARY KEY (account, instance)
+) WITHOUT ROWID;
+INSERT INTO fast_tokens_v5 (account, instance, mechanism, token, expiry, updated_at)
+	SELECT account, '', mechanism, token, expiry, updated_at FROM fast_tokens;
+DROP TABLE fast_tokens;
+ALTER TABLE fast_tokens_v5 RENAME TO fast_tokens;
+`,
+	},
 }
 
 // migrate brings the schema of db up to len(ms), one migration per

@@ -21,7 +21,7 @@ func rawOpen(t *testing.T, path string) *sql.DB {
 
 // schemaTables are the tables of an up-to-date file (sqlite_sequence is
 // SQLite's, for the AUTOINCREMENT of messages.seq).
-const schemaTables = "fast_tokens,gaps,installation,mechanism_pins,messages,peer_state,scram_keys,server_features,sqlite_sequence,sync_state"
+const schemaTables = "fast_tokens,gaps,installation,instances,mechanism_pins,messages,peer_state,scram_keys,server_features,sqlite_sequence,sync_state"
 
 func tables(t *testing.T, q querier) []string {
 	t.Helper()
@@ -146,7 +146,7 @@ CREATE TABLE credentials (
 	if err := migrate(ctx, db, next); err != nil {
 		t.Fatalf("migrate again: %v", err)
 	}
-	if got := strings.Join(tables(t, db.sql), ","); got != "credentials,fast_tokens,gaps,installation,markers,mechanism_pins,messages,peer_state,scram_keys,server_features,sqlite_sequence,sync_state" {
+	if got := strings.Join(tables(t, db.sql), ","); got != "credentials,fast_tokens,gaps,installation,instances,markers,mechanism_pins,messages,peer_state,scram_keys,server_features,sqlite_sequence,sync_state" {
 		t.Errorf("tables: %s", got)
 	}
 

@@ -40,10 +40,10 @@ type advice struct {
 // startAdvice starts reading the cache for a login to cfg's account; with
 // no cache the advice is empty. The caller must call wait before the cache
 // may be closed.
-func startAdvice(ctx context.Context, db *cache.DB, cfg Config, open time.Duration, log zerolog.Logger) *advice {
+func startAdvice(ctx context.Context, db *cache.DB, inst *cache.Instance, cfg Config, open time.Duration, log zerolog.Logger) *advice {
 	a := &advice{log: log, open: open}
 	if db != nil {
-		a.rd = startCacheRead(ctx, db, cfg, cfg.JID.Domainpart(), cfg.JID.Bare().String())
+		a.rd = startCacheRead(ctx, db, inst, cfg, cfg.JID.Domainpart(), cfg.JID.Bare().String())
 	}
 	return a
 }
@@ -112,7 +112,7 @@ type cacheRead struct {
 	waited time.Duration // how long the login blocked on them
 }
 
-func startCacheRead(ctx context.Context, db *cache.DB, cfg Config, domain, account string) *cacheRead {
+func startCacheRead(ctx context.Context, db *cache.DB, inst *cache.Instance, cfg Config, domain, account string) *cacheRead {
 	r := &cacheRead{featDone: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
 	go func() {
 		defer close(r.done)
@@ -122,12 +122,14 @@ func startCacheRead(ctx context.Context, db *cache.DB, cfg Config, domain, accou
 			r.feat = &f
 		}
 		close(r.featDone)
-		r.uaID, r.uaErr = db.InstallationID(ctx)
-		if r.uaErr != nil {
+		instance := ""
+		if inst != nil {
+			r.uaID, instance = inst.UserAgentID, inst.Name
+		} else if r.uaID, r.uaErr = db.InstallationID(ctx); r.uaErr != nil {
 			r.uaID = ""
 		}
 		if !cfg.NoFAST {
-			t, ok, err := db.FastTokenFor(ctx, account)
+			t, ok, err := db.FastTokenOf(ctx, account, instance)
 			switch {
 			case err != nil:
 				r.tokenErr = err
@@ -181,11 +183,11 @@ func (r *cacheRead) material(log zerolog.Logger) (uaID string, token *login.Toke
 // wait returns once the reads have ended.
 func (r *cacheRead) wait() { <-r.done }
 
-func forgetToken(ctx context.Context, db *cache.DB, account string, log zerolog.Logger) {
+func forgetToken(ctx context.Context, db *cache.DB, account string, inst *cache.Instance, log zerolog.Logger) {
 	if db == nil {
 		return
 	}
-	if err := db.ForgetFastToken(ctx, account); err != nil {
+	if err := db.ForgetFastTokenOf(ctx, account, instanceName(inst)); err != nil {
 		log.Warn().Err(err).Msg("could not delete a refused FAST token")
 	}
 }
@@ -193,8 +195,8 @@ func forgetToken(ctx context.Context, db *cache.DB, account string, log zerolog.
 // recordLogin stores, in one transaction, what the login taught: changed
 // features, a new (or rotated) FAST token or the removal of a refused one,
 // and a stronger mechanism pin.
-func recordLogin(ctx context.Context, db *cache.DB, cfg Config, res *login.Result, stored *cache.Features, pin string, log zerolog.Logger) {
-	rec := cache.LoginRecord{Account: cfg.JID.Bare().String()}
+func recordLogin(ctx context.Context, db *cache.DB, inst *cache.Instance, cfg Config, res *login.Result, stored *cache.Features, pin string, log zerolog.Logger) {
+	rec := cache.LoginRecord{Account: cfg.JID.Bare().String(), Instance: instanceName(inst)}
 	f := res.Features
 	f.Domain = cfg.JID.Domainpart()
 	f.SeenAt = time.Now().UTC()
@@ -217,4 +219,12 @@ func recordLogin(ctx context.Context, db *cache.DB, cfg Config, res *login.Resul
 	if err := db.RecordLogin(ctx, rec); err != nil {
 		log.Warn().Err(err).Msg("could not record the login in the cache (features, FAST token, pin)")
 	}
+}
+
+// instanceName is the name of inst ("" for the default instance, or none).
+func instanceName(inst *cache.Instance) string {
+	if inst == nil {
+		return ""
+	}
+	return inst.Name
 }

@@ -38,6 +38,7 @@ const (
 	helperPageEnv   = "PIPEBIND_CLIENT_HELPER_PAGE"
 	helperHoldEnv   = "PIPEBIND_CLIENT_HELPER_HOLD"
 	helperWantEnv   = "PIPEBIND_CLIENT_HELPER_WANT"
+	helperPassEnv   = "PIPEBIND_CLIENT_HELPER_PASSWORD" // alice's; default alice-pw
 )
 
 // TestClientHelperProcess is not a test: it is a helper process's main. See
@@ -72,6 +73,8 @@ func helperMain(job string) error {
 		return helperLock(ctx, job, path)
 	case "readonly-dial":
 		return helperReadOnlyDial(ctx, path)
+	case "online":
+		return helperOnline(ctx, path)
 	}
 	return fmt.Errorf("unknown job %q", job)
 }
@@ -87,9 +90,13 @@ func helperConfig() (client.Config, error) {
 	if err != nil {
 		return client.Config{}, err
 	}
+	pw := os.Getenv(helperPassEnv)
+	if pw == "" {
+		pw = "alice-pw"
+	}
 	return client.Config{
 		JID:       j,
-		Password:  "alice-pw",
+		Password:  pw,
 		Addr:      os.Getenv(helperAddrEnv),
 		TLS:       client.TLSDirect,
 		TLSConfig: &tls.Config{RootCAs: pool, ServerName: domain, MinVersion: tls.VersionTLS12},

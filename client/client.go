@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -16,6 +17,18 @@ import (
 	"github.com/pipebind/pipebind/mamsync"
 	"github.com/pipebind/pipebind/sm"
 )
+
+// ErrInstanceInUse is Dial's error when Config.Instance names an instance
+// of the account that another client sharing the cache file uses (in this
+// process, or in another one that runs). It is cache.ErrInstanceInUse.
+var ErrInstanceInUse = cache.ErrInstanceInUse
+
+// ErrConflict reports that the server ended the session because another
+// client bound the same resource (a conflict stream error, RFC 6120
+// §4.9.3.3): logging in again would throw that client out in turn, and the
+// two would fight for ever. Unless Config.ReconnectOnConflict, the client
+// stops with an error matching it.
+var ErrConflict = errors.New("client: another client took over this session's resource")
 
 // ErrClosed is returned by Err after Close.
 var ErrClosed = errors.New("client: closed")
@@ -44,6 +57,9 @@ type Info struct {
 	StartTLSRoundTrips int
 	// ScramKeysCached reports that SCRAM used cached keys (no PBKDF2).
 	ScramKeysCached bool
+	// Instance is the client's instance of the account in the cache
+	// (Config.Instance, or the one it took); "" is the default one.
+	Instance string
 	// Attempts counts the login's attempts, each on a new connection: 1,
 	// plus one when the first attempt failed because the server refused
 	// the pipelined login (stream error policy-violation or
@@ -107,6 +123,7 @@ type Client struct {
 	once   sync.Once
 
 	closeDB sync.Once
+	inst    *cache.Instance // this client's instance of the account in the cache
 }
 
 // Session returns the current connection's mellium session, for mellium's
@@ -237,13 +254,46 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// closeCache closes the cache file Dial opened, once nothing uses it.
+// closeCache gives up the client's instance and closes the cache file Dial
+// opened, once nothing uses them.
 func (c *Client) closeCache() {
 	c.closeDB.Do(func() {
+		if c.inst != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := c.inst.Release(ctx); err != nil {
+				c.log.Warn().Err(err).Msg("could not release this client's instance in the cache")
+			}
+			cancel()
+		}
 		if c.ownDB && c.db != nil {
 			c.db.Close()
 		}
 	})
+}
+
+// claimInstance claims this client's instance of the account in the cache
+// (Config.Instance, or the first free one): its user-agent id, and with it
+// its resource and its FAST token, are its own, so that clients sharing the
+// cache never bind the same resource. A cache that cannot record the claim
+// (read-only) costs a warning: the login goes on as the installation.
+func (c *Client) claimInstance(ctx context.Context) error {
+	if c.db == nil {
+		return nil
+	}
+	acct := c.cfg.JID.Bare().String()
+	var err error
+	if c.cfg.Instance != "" {
+		c.inst, err = c.db.ClaimInstance(ctx, acct, c.cfg.Instance)
+	} else {
+		c.inst, err = c.db.ClaimAnyInstance(ctx, acct)
+	}
+	switch {
+	case errors.Is(err, ErrInstanceInUse):
+		return fmt.Errorf("client: %w", err)
+	case err != nil:
+		c.log.Warn().Err(err).Msg("could not claim an instance in the cache; logging in as the installation")
+	}
+	return nil
 }
 
 func (c *Client) link() *link {

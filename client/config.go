@@ -114,6 +114,21 @@ type Config struct {
 	// Backoff bounds the waits between reconnection attempts; its zero
 	// value is a good default (see Backoff).
 	Backoff Backoff
+	// ReconnectOnConflict makes the client log in again after the server
+	// ended the session because another client bound the same resource (a
+	// conflict stream error). By default the client stops with ErrConflict
+	// instead: two clients that reconnect into the same resource throw each
+	// other out for ever.
+	ReconnectOnConflict bool
+	// Instance names this client among the clients of the account that
+	// share the cache file (Cache, CachePath): each instance has a SASL2
+	// user-agent id of its own, stable from run to run, which the server
+	// ties the bound resource and the FAST token to, so that they never
+	// bind the same resource. Empty takes the first instance no other
+	// running client holds ("", the default, then "2", "3", ...); a name
+	// another running client holds makes Dial fail with ErrInstanceInUse.
+	// Without a cache it is unused.
+	Instance string
 	// OnEvent, if set, hears of every change of the connection after Dial
 	// has returned (offline, connecting, online, resumed, and closed, the
 	// last) and of the Handler's errors (EventError). Dial calls back

@@ -43,12 +43,15 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c.db, c.ownDB, c.cacheFault, c.openTime = db, ownDB, cacheFault, time.Since(openStart)
+	if err := c.claimInstance(ctx); err != nil {
+		c.cancel()
+		c.closeCache()
+		return nil, err
+	}
 	l, _, err := c.connect(ctx, nil)
 	if err != nil {
 		c.cancel()
-		if ownDB {
-			db.Close()
-		}
+		c.closeCache()
 		return nil, err
 	}
 	c.watch(l)
@@ -69,6 +72,7 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (l *link, e
 	}
 	d := &dialing{c: c, cfg: c.cfg, log: c.log, resume: resume, start: time.Now()}
 	d.info.CacheFault = c.cacheFault
+	d.info.Instance = instanceName(c.inst)
 	if t := d.cfg.Trace; t != nil && t.LoginDone != nil {
 		defer func() { t.LoginDone(d.info, err) }()
 	}
@@ -76,7 +80,7 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (l *link, e
 	if c.link() == nil {
 		open = c.openTime
 	}
-	d.adv = startAdvice(ctx, c.db, d.cfg, open, d.log)
+	d.adv = startAdvice(ctx, c.db, c.inst, d.cfg, open, d.log)
 	defer d.adv.wait()
 	if d.password, err = password(ctx, d.cfg); err != nil {
 		return nil, err
@@ -255,7 +259,7 @@ func (d *dialing) tokenRefused(ctx context.Context, err error) bool {
 		return false
 	}
 	d.log.Info().Msg("FAST token refused; retrying with the password")
-	forgetToken(ctx, d.c.db, d.cfg.JID.Bare().String(), d.log)
+	forgetToken(ctx, d.c.db, d.cfg.JID.Bare().String(), d.c.inst, d.log)
 	d.adv.token, d.tokenRetried = nil, true
 	return true
 }
@@ -298,7 +302,7 @@ func (d *dialing) loggedIn(ctx context.Context, attempt int, st *login.Stream) *
 	}
 	info.Timings.Total = time.Since(d.start)
 	if db != nil {
-		recordLogin(ctx, db, d.cfg, res, d.adv.stored, d.adv.pin, d.log)
+		recordLogin(ctx, db, d.c.inst, d.cfg, res, d.adv.stored, d.adv.pin, d.log)
 	}
 	if t := info.NewToken; t != nil {
 		// Stored; the application's copy of Info never holds the secret.

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"mellium.im/xmpp/stream"
+
 	"github.com/pipebind/pipebind/login"
 	"github.com/pipebind/pipebind/sm"
 	"github.com/pipebind/pipebind/wire"
@@ -97,6 +99,11 @@ func (c *Client) linkEnded(l *link) {
 	_ = l.Close() // its goroutines (sync) end before the next login
 	c.log.Info().Err(cause).Bool("resumable", resume != nil).Msg("connection lost")
 	offline := Event{Kind: EventOffline, Err: cause}
+	if errors.Is(cause, stream.Conflict) && !c.cfg.ReconnectOnConflict {
+		// Another client has this resource: never fight it for ever.
+		c.finish(fmt.Errorf("%w: %w", ErrConflict, cause), offline)
+		return
+	}
 	if !c.cfg.Reconnect {
 		// The drop stops the client: its cause is Err's even when OnEvent
 		// calls Close on hearing of it.

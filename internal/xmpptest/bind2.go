@@ -1,6 +1,10 @@
 package xmpptest
 
-import "unicode/utf8"
+import (
+	"crypto/sha1"
+	"encoding/base64"
+	"unicode/utf8"
+)
 
 // XEP-0386: Bind 2 (urn:xmpp:bind:0), processed inside SASL2 success
 // (sasl2.go). The v0.3.0 draft (urn:xmpp:bind2:0) would get its own file.
@@ -43,13 +47,23 @@ func parseBind2(el *element) *bindRequest {
 	return r
 }
 
-// bind2 binds a resource "<tag>.<random>" and enables what the request asks
-// for, returning the <bound/> element for <success/>. Carbons are enabled
-// silently (XEP-0386: no response needed), as Prosody does.
-func (c *conn) bind2(req *bindRequest) (*element, error) {
+// bind2 binds a resource "<tag>.<random>" (with Config.StableResources,
+// "<tag>~<hash of the user-agent id>", as Prosody 13 does) and enables what
+// the request asks for, returning the <bound/> element for <success/>.
+// Carbons are enabled silently (XEP-0386: no response needed), as Prosody
+// does.
+func (c *conn) bind2(req *bindRequest, userAgentID string) (*element, error) {
 	res := randomID(4)
+	if c.cfg.StableResources && userAgentID != "" {
+		sum := sha1.Sum([]byte(userAgentID))
+		res = "~" + base64.StdEncoding.EncodeToString(sum[:9])
+	} else {
+		res = "." + res
+	}
 	if tag := cleanTag(req.tag); tag != "" {
-		res = tag + "." + res
+		res = tag + res
+	} else {
+		res = res[1:]
 	}
 	if err := c.bindResource(res); err != nil {
 		return nil, err

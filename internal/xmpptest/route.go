@@ -25,6 +25,9 @@ func init() {
 // registers the session. Stanzas routed to it are queued until markReady,
 // when the client has been told its JID.
 func (c *conn) bindResource(res string) error {
+	if c.cfg.StableResources {
+		return c.bindStable(res)
+	}
 	if err := c.srv.bindSession(c, res); err != nil {
 		if err := c.srv.bindSession(c, randomID(8)); err != nil {
 			return &streamError{cond: "internal-server-error", text: "cannot bind a resource"}
@@ -54,6 +57,38 @@ func (s *Server) bindSession(c *conn, res string) error {
 	}
 	c.jid, c.bound = j, true
 	m[j.Resourcepart()] = c
+	return nil
+}
+
+// bindStable binds exactly res (Config.StableResources): a session that
+// holds it is ended with a conflict stream error, as Prosody's default
+// conflict_resolve (kick_old) does.
+func (c *conn) bindStable(res string) error {
+	s := c.srv
+	j, err := c.bare.WithResource(res)
+	if err != nil {
+		return &streamError{cond: "internal-server-error", text: "cannot bind a resource"}
+	}
+	s.mu.Lock()
+	s.reapLocked()
+	bare := c.bare.String()
+	old := s.sessions[bare][res]
+	if old != nil {
+		s.unbindLocked(old) // may drop the account's map when it empties
+	}
+	m := s.sessions[bare]
+	if m == nil {
+		m = make(map[string]*conn)
+		s.sessions[bare] = m
+	}
+	c.jid, c.bound = j, true
+	m[res] = c
+	s.mu.Unlock()
+	if old != nil {
+		old.cut(&streamError{cond: "conflict", text: "replaced by a new session"})
+	}
+	full := j.String()
+	c.log.set(func(l *ConnLog) { l.jid = full })
 	return nil
 }
 

@@ -167,7 +167,7 @@ func (c *conn) sasl2Success(additional []byte) error {
 	case resumed != nil:
 		authzid = c.jid.String()
 	case req.bind != nil && !c.cfg.NoBind2:
-		bound, err := c.bind2(req.bind)
+		bound, err := c.bind2(req.bind, req.ua.ID)
 		if err != nil {
 			return err
 		}

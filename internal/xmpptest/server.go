@@ -141,6 +141,12 @@ type Config struct {
 	// 24.12 does: the IQ result is held until the <enable/> is answered.
 	// Only for clients that send <enable/> right after that IQ.
 	SMEnabledFirst bool
+	// StableResources binds, with Bind 2, "<tag>~<hash of the user-agent
+	// id>", as Prosody 13 does, so that a client keeps its resource from
+	// login to login; and binding a resource a session holds ends that
+	// session with a conflict stream error (Prosody's kick_old). Without
+	// it, resources are random and a taken one gets another suffix.
+	StableResources bool
 	// SMResumeFeatures sends <stream:features/> after a SASL2 <success/>
 	// that resumed a session (after the retransmitted stanzas), as Prosody 13
 	// does. XEP-0198 §inline-resume says they MUST NOT be sent: off by
