@@ -104,7 +104,7 @@ func TestConflictStopsReconnecting(t *testing.T) {
 				t.Fatal(err)
 			}
 			db.Close()
-			copyFile(t, orig, filepath.Join(dir, "b.db"))
+			copyFile(t, orig, filepath.Join(dir, "b.db"), 0o600)
 			first, err := client.Dial(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -138,14 +138,15 @@ func TestConflictStopsReconnecting(t *testing.T) {
 	}
 }
 
-func copyFile(t *testing.T, from, to string) {
+// copyFile copies the file from to a new file to with mode.
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	t.Helper()
 	in, err := os.Open(from)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		t.Fatal(err)
 	}
