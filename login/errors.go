@@ -295,8 +295,11 @@ func ConnectionLost(err error) bool {
 // readError is the error of reading what an element holds: the connection
 // lost under the decoder (ConnectionLost), else a protocol error.
 func readError(what string, err error) error {
-	if ConnectionLost(err) {
+	switch {
+	case ConnectionLost(err):
 		return fmt.Errorf("%s: %w", what, err)
+	case errors.Is(err, ErrProtocol):
+		return err // the stream layer's, which says what it was
 	}
 	return protocolErrorf("%s: %v", what, err)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 )
 
 // Fault is what Config.Fault injects into one connection, for tests of how a
@@ -150,4 +151,31 @@ func (s *Server) WriteRaw(l *ConnLog, data string) bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	return c.emitLocked(outItem{name: xml.Name{Local: "raw"}, data: []byte(data)}) == nil
+}
+
+// Flood writes unit again and again on l's connection, total bytes in all
+// (the last copy cut short), right after what the server has written so
+// far: a hostile server's flood (white space, text, nesting) for tests of
+// what the client holds meanwhile. It returns the bytes written and the
+// error that stopped it early (the client closing the connection, most
+// likely), nil once total were written.
+func (s *Server) Flood(l *ConnLog, unit string, total int64) (int64, error) {
+	c := s.liveConn(l)
+	if c == nil {
+		return 0, net.ErrClosed
+	}
+	chunk := bytes.Repeat([]byte(unit), max(64<<10/len(unit), 1))
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var n int64
+	for n < total {
+		p := chunk[:min(int64(len(chunk)), total-n)]
+		_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		w, err := c.nc.Write(p)
+		n += int64(w)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
