@@ -73,6 +73,19 @@ type Options struct {
 	ExtraModules []string
 	// ExtraConfig is Lua appended to the global section of the config.
 	ExtraConfig string
+
+	// Host is the address Prosody listens on; empty means 127.0.0.1. With
+	// a network namespace (internal/pathemu), the server side's address.
+	Host string
+	// Launch starts the prosody process; nil means cmd.Start. A path
+	// emulator starts it in its server namespace (pathemu's Namespace.Start).
+	Launch func(cmd *exec.Cmd) error
+	// Dial opens the readiness probe's connections; nil means a
+	// net.Dialer. With a network namespace, one that dials from it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TCPFastOpen lets Prosody accept data in the SYN (network_settings
+	// tcp_fastopen; the kernel's net.ipv4.tcp_fastopen must allow it).
+	TCPFastOpen bool
 }
 
 // Server is a running Prosody. Create it with Start or StartT and stop it
@@ -96,6 +109,7 @@ type Server struct {
 	ConfigFile string
 
 	prosodyctl string
+	opt        Options
 	pool       *x509.CertPool
 	cmd        *exec.Cmd
 	exited     chan struct{} // closed when the process has been reaped
@@ -145,6 +159,7 @@ func Start(ctx context.Context, opt Options) (*Server, error) {
 		Dir:        dir,
 		ConfigFile: filepath.Join(dir, "prosody.cfg.lua"),
 		prosodyctl: prosodyctl,
+		opt:        opt,
 	}
 	if err := s.prepare(opt); err != nil {
 		s.Close()
@@ -203,8 +218,8 @@ func (s *Server) writeConfig(opt Options) error {
 	if err != nil {
 		return fmt.Errorf("prosodytest: free ports: %w", err)
 	}
-	s.C2SAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
-	s.DirectTLSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
+	s.C2SAddr = net.JoinHostPort(opt.host(), strconv.Itoa(ports[0]))
+	s.DirectTLSAddr = net.JoinHostPort(opt.host(), strconv.Itoa(ports[1]))
 	cfg := config(s.Dir, opt, ports[0], ports[1], os.Getenv("PIPEBIND_PROSODY_DEBUG") == "1")
 	tmp := s.ConfigFile + ".tmp"
 	if err := os.WriteFile(tmp, []byte(cfg), 0o600); err != nil {
@@ -247,7 +262,11 @@ func (s *Server) launch(ctx context.Context, prosody string) error {
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	launch := cmd.Start
+	if s.opt.Launch != nil {
+		launch = func() error { return s.opt.Launch(cmd) }
+	}
+	if err := launch(); err != nil {
 		return fmt.Errorf("prosodytest: start prosody: %w", err)
 	}
 	s.cmd = cmd
@@ -297,18 +316,23 @@ func (s *Server) waitReady(ctx context.Context) error {
 func (s *Server) probe(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", s.C2SAddr)
+	dial := s.opt.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	c, err := dial(ctx, "tcp", s.C2SAddr)
 	if err != nil {
 		return err
 	}
 	c.Close()
-	td := tls.Dialer{Config: s.TLSConfig()}
-	c, err = td.DialContext(ctx, "tcp", s.DirectTLSAddr)
+	raw, err := dial(ctx, "tcp", s.DirectTLSAddr)
 	if err != nil {
 		return err
 	}
-	return c.Close()
+	tc := tls.Client(raw, s.TLSConfig())
+	defer tc.Close()
+	return tc.HandshakeContext(ctx)
 }
 
 // pickPorts is freePorts; tests replace it to provoke a taken port.
@@ -328,6 +352,13 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
+func (o Options) host() string {
+	if o.Host == "" {
+		return "127.0.0.1"
+	}
+	return o.Host
+}
+
 // config renders prosody.cfg.lua.
 func config(dir string, opt Options, c2sPort, tlsPort int, debug bool) string {
 	level := "info"
@@ -345,9 +376,13 @@ func config(dir string, opt Options, c2sPort, tlsPort int, debug bool) string {
 	w("plugin_paths = { %s }", lua(PluginDir))
 	w("certificates = %s", lua(filepath.Join(dir, "certs")))
 	w("log = { %s = %s }", level, lua(filepath.Join(dir, "prosody.log")))
-	w("interfaces = { \"127.0.0.1\" }")
-	w("local_interfaces = { \"127.0.0.1\" }")
-	w("network_settings = { nagle = false }")
+	w("interfaces = { %s }", lua(opt.host()))
+	w("local_interfaces = { %s }", lua(opt.host()))
+	if opt.TCPFastOpen {
+		w("network_settings = { nagle = false; tcp_fastopen = 256 }")
+	} else {
+		w("network_settings = { nagle = false }")
+	}
 	w("c2s_ports = { %d }", c2sPort)
 	w("c2s_direct_tls_ports = { %d }", tlsPort)
 	w("c2s_require_encryption = true")
