@@ -160,3 +160,34 @@ func TestIntegrationEjabberdLogin(t *testing.T) {
 		}
 	})
 }
+
+// TestIntegrationEjabberdClassic forces the RFC 6120 path against ejabberd
+// 24.12, which answers the SM <enable/> before the carbons IQ sent in front
+// of it (issue 14: the classic path always failed there with ErrProtocol):
+// both are accepted, and the stanzas after <enabled/> count, so the h the
+// client acknowledges is what ejabberd expects (a resumption loses nothing).
+func TestIntegrationEjabberdClassic(t *testing.T) {
+	srv := ejabberdtest.StartT(t, ejabberdtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := client.Config{
+		JID: jid.MustParse("alice@" + srv.Domain), Password: srv.Users["alice"],
+		Addr: srv.DirectTLSAddr, TLS: client.TLSDirect, TLSConfig: srv.TLSConfig(),
+		CachePath: filepath.Join(t.TempDir(), "cache.db"), Path: login.PathClassic,
+		Mechanisms: []string{"PLAIN"}, NoFAST: true,
+	}
+	for i := range 2 {
+		c, err := client.Dial(ctx, cfg)
+		if err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+		info := c.Info()
+		if info.Path != login.PathClassic || !info.Carbons || !info.SM.Enabled || info.JID.Resourcepart() == "" {
+			t.Errorf("login %d: path %s, carbons %v, SM %+v, jid %s; want classic with carbons and SM", i, info.Path, info.Carbons, info.SM, info.JID)
+		}
+		if err := pingServer(ctx, c, srv.Domain); err != nil {
+			t.Errorf("login %d: the session does not answer: %v", i, err)
+		}
+		c.Close()
+	}
+}

@@ -1,0 +1,13 @@
+package features
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the test binary when a goroutine started by a test is still
+// running after all tests have finished (issue 7, item 6).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
