@@ -57,14 +57,14 @@ const abandonWait = 10 * time.Second
 // one as soon as the current page is full; this goroutine gathers the
 // pages into batches (gatherer); the storer stores them. When a query
 // fails, what was fetched before it is stored first.
-func (s *Syncer) page(ctx context.Context, sess *xmpp.Session, after string, t Target, rep *Report) (err error) {
+func (s *Syncer) page(ctx context.Context, sess *xmpp.Session, after string, t Target, first *pending, rep *Report) (err error) {
 	fctx, cancel := context.WithCancel(ctx)
 	pages := make(chan fetchedPage, 1)
 	fetcherDone := make(chan struct{})
 	go func() {
 		defer close(fetcherDone)
 		defer close(pages)
-		s.fetch(fctx, sess, after, t, pages)
+		s.fetch(fctx, sess, after, t, first, pages)
 	}()
 	toStore, results := s.storer(ctx)
 	defer func() {
@@ -220,8 +220,12 @@ func (g *gatherer) finish(ctx context.Context) error {
 // next page while the client reads this one. If the <fin/> then says
 // something else (the result set is complete, or its <last/> is not that
 // result), the query sent ahead is dropped and its results are ignored.
-func (s *Syncer) fetch(ctx context.Context, sess *xmpp.Session, after string, t Target, pages chan<- fetchedPage) {
+func (s *Syncer) fetch(ctx context.Context, sess *xmpp.Session, after string, t Target, first *pending, pages chan<- fetchedPage) {
 	f := fetcher{s: s, sess: sess, count: -1, o: queryOpts{afterID: after}}
+	if first != nil {
+		// A first page asked ahead (NewAhead): RSM from the cursor.
+		f.o = queryOpts{rsmAfter: first.rsmAfter}
+	}
 	defer f.wg.Wait() // every answer is read (or ctx ended)
 	send := func(p fetchedPage) bool {
 		select {
@@ -240,7 +244,9 @@ func (s *Syncer) fetch(ctx context.Context, sess *xmpp.Session, after string, t 
 	if f.o.want <= 0 || f.o.want > s.cfg.PageSize {
 		f.o.want = s.cfg.PageSize
 	}
-	f.cur = s.send(ctx, sess, &f.wg, f.o)
+	if f.cur = first; f.cur == nil {
+		f.cur = s.send(ctx, sess, &f.wg, f.o)
+	}
 	defer func() {
 		s.drop(f.cur)
 		s.drop(f.ahead)

@@ -104,8 +104,25 @@ func (s *Syncer) send(ctx context.Context, sess *xmpp.Session, wg *sync.WaitGrou
 		}
 		o.afterID = ""
 	}
+	p := s.register(randomID(), o, countAll)
+	b := bytes.NewBuffer(queryRequest(p.qid, o, s.cfg.PageSize))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		qctx, cancel := ctx, context.CancelFunc(func() {})
+		if d := s.cfg.QueryTimeout; d > 0 {
+			qctx, cancel = context.WithTimeout(ctx, d)
+		}
+		defer cancel()
+		p.answer <- readAnswer(sess.SendIQ(qctx, xml.NewDecoder(b)))
+	}()
+	return p
+}
+
+// register makes a pending query whose results the syncer collects.
+func (s *Syncer) register(qid string, o queryOpts, countAll bool) *pending {
 	p := &pending{
-		qid:         randomID(),
+		qid:         qid,
 		rsmAfter:    o.rsmAfter,
 		afterIDSent: o.afterID != "",
 		countAll:    countAll,
@@ -115,12 +132,16 @@ func (s *Syncer) send(ctx context.Context, sess *xmpp.Session, wg *sync.WaitGrou
 	s.mu.Lock()
 	s.queries[p.qid] = p.c
 	s.mu.Unlock()
+	return p
+}
 
+// queryRequest is the IQ of a MAM query with id qid (also its queryid).
+func queryRequest(qid string, o queryOpts, pageSize int) []byte {
 	var b bytes.Buffer
 	b.WriteString("<iq type='set' id='")
-	b.WriteString(p.qid)
+	b.WriteString(qid)
 	b.WriteString("'><query xmlns='urn:xmpp:mam:2' queryid='")
-	b.WriteString(p.qid)
+	b.WriteString(qid)
 	b.WriteString("'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>urn:xmpp:mam:2</value></field>")
 	if o.afterID != "" {
 		b.WriteString("<field var='after-id'><value>")
@@ -128,7 +149,7 @@ func (s *Syncer) send(ctx context.Context, sess *xmpp.Session, wg *sync.WaitGrou
 		b.WriteString("</value></field>")
 	}
 	b.WriteString("</x><set xmlns='http://jabber.org/protocol/rsm'><max>")
-	b.WriteString(strconv.Itoa(s.cfg.PageSize))
+	b.WriteString(strconv.Itoa(pageSize))
 	b.WriteString("</max>")
 	switch {
 	case o.last:
@@ -139,17 +160,7 @@ func (s *Syncer) send(ctx context.Context, sess *xmpp.Session, wg *sync.WaitGrou
 		b.WriteString("</after>")
 	}
 	b.WriteString("</set></query></iq>")
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		qctx, cancel := ctx, context.CancelFunc(func() {})
-		if d := s.cfg.QueryTimeout; d > 0 {
-			qctx, cancel = context.WithTimeout(ctx, d)
-		}
-		defer cancel()
-		p.answer <- readAnswer(sess.SendIQ(qctx, xml.NewDecoder(&b)))
-	}()
-	return p
+	return b.Bytes()
 }
 
 // readAnswer reads the IQ answering a query.

@@ -75,6 +75,9 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
+// defaultPageSize is Config.PageSize's zero value.
+const defaultPageSize = 250
+
 // Progress reports a running reconciliation.
 type Progress struct {
 	Pages      int `json:"pages"`
@@ -137,7 +140,7 @@ type Syncer struct {
 // New returns a Syncer.
 func New(cfg Config) *Syncer {
 	if cfg.PageSize <= 0 {
-		cfg.PageSize = 250
+		cfg.PageSize = defaultPageSize
 	}
 	if cfg.MaxPages <= 0 {
 		cfg.MaxPages = 100000
@@ -265,16 +268,16 @@ func (s *Syncer) append(ctx context.Context, msgs []Message, cursor string) (App
 // merged: duplicates of archived ones dropped, the rest appended in arrival
 // order.
 func (s *Syncer) Reconcile(ctx context.Context, sess *xmpp.Session, t Target) (Report, error) {
-	return s.run(ctx, sess, t)
+	return s.run(ctx, sess, t, nil)
 }
 
 // CatchUp pages the archive from the cursor until complete (used when live
 // messages could not be proven contiguous).
 func (s *Syncer) CatchUp(ctx context.Context, sess *xmpp.Session) (Report, error) {
-	return s.run(ctx, sess, Target{})
+	return s.run(ctx, sess, Target{}, nil)
 }
 
-func (s *Syncer) run(ctx context.Context, sess *xmpp.Session, t Target) (rep Report, err error) {
+func (s *Syncer) run(ctx context.Context, sess *xmpp.Session, t Target, first *pending) (rep Report, err error) {
 	acct := s.cfg.Account.String()
 	s.mu.Lock()
 	s.holding++
@@ -315,7 +318,7 @@ func (s *Syncer) run(ctx context.Context, sess *xmpp.Session, t Target) (rep Rep
 	}
 	rep.Queried = true
 	sentBefore := s.cfg.SentMessages()
-	err = s.page(ctx, sess, cursor, t, &rep)
+	err = s.page(ctx, sess, cursor, t, first, &rep)
 	if errors.Is(err, errExpired) {
 		err = s.recoverExpired(ctx, sess, cursor, t, &rep)
 	}

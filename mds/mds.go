@@ -24,6 +24,7 @@
 package mds
 
 import (
+	"bytes"
 	"context"
 	"encoding/xml"
 	"fmt"
@@ -101,19 +102,46 @@ func Publish(ctx context.Context, s *xmpp.Session, m Marker) error {
 // what it accepts). A server without PEP, or an account that never
 // published one, answers with an IQ error: see the package doc.
 func Fetch(ctx context.Context, s *xmpp.Session) ([]Marker, error) {
-	req := elem(xml.Name{Space: nsPubSub, Local: "pubsub"}, nil,
-		elem(xml.Name{Space: nsPubSub, Local: "items"},
-			[]xml.Attr{attr("node", NS), attr("max_items", fmt.Sprint(MaxItems))}))
-	resp, err := s.SendIQElement(ctx, req, stanza.IQ{Type: stanza.GetIQ})
+	resp, err := s.SendIQElement(ctx, fetchPayload(), stanza.IQ{Type: stanza.GetIQ})
 	if err != nil {
 		return nil, fmt.Errorf("mds: fetch: %w", err)
 	}
 	defer resp.Close()
-	p := itemsParser{account: s.LocalAddr().Bare()}
-	if err := readAnswer(resp, p.read); err != nil {
+	return readFetch(s.LocalAddr().Bare(), resp)
+}
+
+// fetchPayload is the <pubsub><items/></pubsub> of a fetch.
+func fetchPayload() xml.TokenReader {
+	return elem(xml.Name{Space: nsPubSub, Local: "pubsub"}, nil,
+		elem(xml.Name{Space: nsPubSub, Local: "items"},
+			[]xml.Attr{attr("node", NS), attr("max_items", fmt.Sprint(MaxItems))}))
+}
+
+func readFetch(account jid.JID, r xml.TokenReader) ([]Marker, error) {
+	p := itemsParser{account: account}
+	if err := readAnswer(r, p.read); err != nil {
 		return nil, fmt.Errorf("mds: fetch: %w", err)
 	}
 	return p.markers, nil
+}
+
+// FetchRequest returns Fetch's request as an IQ with id, serialized, for a
+// client that writes it ahead of serving the session (in the login's own
+// write); ParseFetch reads the answer.
+func FetchRequest(id string) []byte {
+	var b bytes.Buffer
+	b.WriteString("<iq type='get' id='")
+	_ = xml.EscapeText(&b, []byte(id)) // a bytes.Buffer does not fail
+	fmt.Fprintf(&b, "'><pubsub xmlns='%s'><items node='%s' max_items='%d'/></pubsub></iq>", nsPubSub, NS, MaxItems)
+	return b.Bytes()
+}
+
+// ParseFetch reads the answer to FetchRequest (the whole IQ, serialized)
+// for account, as Fetch reads it.
+func ParseFetch(account jid.JID, answer []byte) ([]Marker, error) {
+	d := xml.NewDecoder(bytes.NewReader(answer))
+	d.DefaultSpace = "jabber:client"
+	return readFetch(account.Bare(), d)
 }
 
 // publishOptions is the XEP-0060 publish-options form XEP-0490 §5 gives.

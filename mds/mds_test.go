@@ -313,3 +313,26 @@ func TestFetchBounds(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchRequestAhead: the request written ahead is Fetch's, and
+// ParseFetch reads its answer as Fetch does.
+func TestFetchRequestAhead(t *testing.T) {
+	req := string(FetchRequest("a'1"))
+	for _, want := range []string{"<iq type='get' id='a&#39;1'>", "node='" + NS + "'", "max_items='1000'"} {
+		if !strings.Contains(req, want) {
+			t.Errorf("request %q lacks %q", req, want)
+		}
+	}
+	account := jid.MustParse("alice@example.org")
+	answer := `<iq type='result' id='a'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:mds:displayed:0'>` +
+		`<item id='bob@example.org'><displayed xmlns='urn:xmpp:mds:displayed:0'><stanza-id xmlns='urn:xmpp:sid:0' id='s1' by='alice@example.org'/></displayed></item>` +
+		`</items></pubsub></iq>`
+	got, err := ParseFetch(account, []byte(answer))
+	if err != nil || len(got) != 1 || got[0].StanzaID != "s1" || got[0].Peer.String() != "bob@example.org" {
+		t.Fatalf("ParseFetch = %+v, %v", got, err)
+	}
+	_, err = ParseFetch(account, []byte(`<iq type='error' id='a'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`))
+	if !errors.Is(err, stanza.Error{Condition: stanza.ItemNotFound}) {
+		t.Fatalf("an error answer: %v", err)
+	}
+}
