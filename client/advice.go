@@ -35,6 +35,10 @@ type advice struct {
 	// token is the FAST token the next attempt may use; nil once refused.
 	token *login.Token
 	pin   string
+	// cursor is the message store's sync cursor (haveCursor: it was read),
+	// for a first archive page asked in the login's own write.
+	cursor     string
+	haveCursor bool
 }
 
 // startAdvice starts reading the cache for a login to cfg's account; with
@@ -71,6 +75,7 @@ func (a *advice) needAll(info *Info) {
 	a.haveAll = true
 	if a.rd != nil {
 		a.uaID, a.token, a.pin = a.rd.material(a.log)
+		a.cursor, a.haveCursor = a.rd.cursor, a.rd.cursorErr == nil && a.rd.cursorRead
 		info.Timings.Cache, info.Timings.CacheWait = a.rd.elapsed, a.rd.waited
 	}
 	// The first login opened the file, before anything else.
@@ -107,7 +112,11 @@ type cacheRead struct {
 	tokenErr error
 	pin      string
 	pinErr   error
-	elapsed  time.Duration // the reads, from start to the last
+	// The message store's cursor, read unless Config.NoSync.
+	cursor     string
+	cursorRead bool
+	cursorErr  error
+	elapsed    time.Duration // the reads, from start to the last
 
 	waited time.Duration // how long the login blocked on them
 }
@@ -138,6 +147,10 @@ func startCacheRead(ctx context.Context, db *cache.DB, inst *cache.Instance, cfg
 			}
 		}
 		r.pin, _, r.pinErr = db.MechanismPin(ctx, account)
+		if !cfg.NoSync {
+			r.cursor, r.cursorErr = db.Cursor(ctx, account)
+			r.cursorRead = true
+		}
 		r.elapsed = time.Since(r.start)
 	}()
 	return r

@@ -91,6 +91,11 @@ type Timings struct {
 	TLS       time.Duration // TLS handshake
 	Login     time.Duration // from the first byte after TLS to bound
 	Total     time.Duration // the whole Dial
+	// Ready is from the start of the login (Dial's, or a reconnection's)
+	// to ready: logged in, the message store level with the archive and
+	// the unread counts known (see Client.Synced); zero until then. Without
+	// a cache or with NoSync it is Total.
+	Ready time.Duration
 }
 
 // Client is a logged-in XMPP client. With Config.Reconnect it stays
@@ -141,7 +146,7 @@ type Client struct {
 func (c *Client) Session() *xmpp.Session { return c.link().sess }
 
 // Info returns how the current connection logged in.
-func (c *Client) Info() Info { return c.link().info }
+func (c *Client) Info() Info { return c.link().infoNow() }
 
 // Done is closed when the client has stopped for good (after Close, when
 // the connection ends without Config.Reconnect, or when reconnecting gives

@@ -117,7 +117,9 @@ type dialing struct {
 	targets  []target
 	keys     *keyStore // nil without a cache
 
-	tokenRetried bool // a refused FAST token already cost an attempt
+	tokenRetried bool   // a refused FAST token already cost an attempt
+	ahead        *ahead // what the current attempt writes behind its authentication
+	rejected     string // the condition a refused token was refused with, on an earlier attempt
 }
 
 // password returns Config.Password, or asks Config.PasswordFunc.
@@ -206,6 +208,14 @@ func (d *dialing) loginConfig(tc tlsConn) login.Config {
 	if t := cfg.WireTrace; t != nil {
 		lcfg.Trace = func(in bool, el []byte) { t(in, login.Redact(el)) }
 	}
+	d.ahead = nil
+	if a.features != nil && a.haveCursor && d.resume == nil {
+		// A warm login with a message store: the presence, the first
+		// archive page and the markers go in the login's write (a resumed
+		// session needs none: the server sends what was missed).
+		d.ahead = newAhead(cfg, a.cursor)
+		lcfg.AfterAuth = d.ahead.bytes()
+	}
 	return lcfg
 }
 
@@ -261,6 +271,9 @@ func (d *dialing) tokenRefused(ctx context.Context, err error) bool {
 	d.log.Info().Msg("FAST token refused; retrying with the password")
 	forgetToken(ctx, d.c.db, d.cfg.JID.Bare().String(), d.c.inst, d.log)
 	d.adv.token, d.tokenRetried = nil, true
+	if se := (*login.SASLError)(nil); errors.As(err, &se) {
+		d.rejected = se.Condition // Info says it of the login that follows
+	}
 	return true
 }
 
@@ -296,6 +309,9 @@ func (d *dialing) forgetKeys(ctx context.Context, err error) {
 func (d *dialing) loggedIn(ctx context.Context, attempt int, st *login.Stream) *link {
 	info, db, res := &d.info, d.c.db, &st.Result
 	info.Result = *res
+	if info.TokenRejected == "" {
+		info.TokenRejected = d.rejected
+	}
 	info.ScramKeysCached = d.keys != nil && d.keys.used
 	if attempt > 1 {
 		info.Source = login.SourceNetwork
@@ -316,5 +332,14 @@ func (d *dialing) loggedIn(ctx context.Context, attempt int, st *login.Stream) *
 		Int("round_trips", res.RoundTrips).
 		Dur("total", info.Timings.Total).
 		Msg("logged in")
-	return newLink(d.cfg, st, *info, db, &d.c.sm, d.log)
+	l := newLink(d.cfg, st, *info, db, &d.c.sm, d.log)
+	l.dialStart = d.start
+	if a := d.ahead; a != nil && res.AfterAuthSent {
+		l.ahead = a
+	} else if a != nil {
+		// Written with a FAST token the server refused: answers to them,
+		// if any come, are dropped; the sync asks again.
+		l.stale = map[string]bool{a.mam.ID: true, a.mdsID: true}
+	}
+	return l
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -323,4 +324,105 @@ func TestIntegrationFAST(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestIntegrationAheadRefusedToken (issue 15) runs the catch-up carried in
+// the login's write against Prosody 13 and ejabberd 24.12: a warm FAST login
+// writes the presence, the archive's first page and the marker fetch behind
+// <authenticate> and is ready in that round trip; when the server refuses
+// the token, what rode with it is answered with errors or ignored, the
+// password follows, the sync asks again and every message is stored and
+// delivered exactly once.
+func TestIntegrationAheadRefusedToken(t *testing.T) {
+	for _, peer := range realPeers {
+		t.Run(peer.name, func(t *testing.T) {
+			p := peer.start(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			if err := p.register(ctx, "frank", "frank-pw-1"); err != nil {
+				t.Fatal(err)
+			}
+			db := realOpenCache(t, ctx)
+			got := newDeliveries()
+			cfg := client.Config{
+				JID: jid.MustParse("frank@" + p.domain), Password: "frank-pw-1",
+				Addr: p.addr, TLS: client.TLSDirect, TLSConfig: p.tls, Cache: db,
+				OnMessage: got.on, Logger: realLogger(t), KeepAlive: client.KeepAlive{Idle: -1},
+			}
+			bob, err := client.Dial(ctx, client.Config{
+				JID: jid.MustParse("bob@" + p.domain), Password: p.password("bob"),
+				Addr: p.addr, TLS: client.TLSDirect, TLSConfig: p.tls,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bob.Close()
+			sent := 0
+			send := func(n int) {
+				for range n {
+					if err := sendChat(bob, cfg.JID.String(), fmt.Sprintf("%s %d", peer.name, sent)); err != nil {
+						t.Fatal(err)
+					}
+					sent++
+				}
+				if err := pingServer(ctx, bob, p.domain); err != nil {
+					t.Fatal(err)
+				}
+			}
+			login := func(want string) client.Info {
+				t.Helper()
+				c, err := client.Dial(ctx, cfg)
+				if err != nil {
+					t.Fatalf("%s: %v", want, err)
+				}
+				defer c.Close()
+				rep, err := c.SyncReport(ctx)
+				if err != nil {
+					t.Fatalf("%s: sync: %v", want, err)
+				}
+				got.waitFor(t, sent, c.Done())
+				info := c.Info()
+				t.Logf("%s: FAST %v, rejected %q, after-auth sent %v, %d round trips, %d pages, stored %d, ready %v",
+					want, info.FAST, info.TokenRejected, info.AfterAuthSent, info.RoundTrips, rep.Pages, rep.Stored, info.Timings.Ready)
+				return info
+			}
+			send(5)
+			login("password login") // cold: a token is issued, not used yet
+			// Revoke it: a newer password login of the same installation
+			// supersedes an unused token on both servers.
+			account := cfg.JID.Bare().String()
+			old, ok := realStoredToken(t, ctx, db, account)
+			if !ok {
+				t.Fatal("no token cached")
+			}
+			if err := db.ForgetFastToken(ctx, account); err != nil {
+				t.Fatal(err)
+			}
+			login("password login issuing a newer token")
+			if err := db.RecordLogin(ctx, cache.LoginRecord{Account: account, Token: &old}); err != nil {
+				t.Fatal(err)
+			}
+			send(7)
+			// Prosody 13 refuses and lets the password follow on the stream
+			// (whose catch-up is then asked again after the login);
+			// ejabberd 24.12, with stanzas waiting behind the refused
+			// <authenticate>, closes it: one more connection.
+			if info := login("refused token"); info.TokenRejected == "" || info.FAST {
+				t.Errorf("refused token: rejected %q, FAST %v; want the token refused and a password login", info.TokenRejected, info.FAST)
+			}
+			send(3)
+			if info := login("token login"); !info.FAST || !info.AfterAuthSent || info.RoundTrips != 1 {
+				t.Errorf("token login: FAST %v, after-auth sent %v, %d round trips; want the catch-up in the login's one round trip", info.FAST, info.AfterAuthSent, info.RoundTrips)
+			}
+			checkBodies(t, db, account, bodiesOf(peer.name, sent))
+		})
+	}
+}
+
+func bodiesOf(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s %d", prefix, i)
+	}
+	return out
 }

@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"mellium.im/xmpp/jid"
+
 	"github.com/pipebind/pipebind/client"
 	"github.com/pipebind/pipebind/internal/prosodytest"
-	"mellium.im/xmpp/jid"
 )
 
 // helperOnline is the "online" job: logs in as alice with the cache file,

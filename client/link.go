@@ -45,14 +45,25 @@ type link struct {
 	kill      *time.Timer // closes the connection CloseTimeout after stop
 
 	// ctx lives until Close; background work (sync) stops with it.
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       *sync.WaitGroup // the Client's: every goroutine of its links
-	ev       *dispatcher     // the Client's: its callbacks
-	syncer   *mamsync.Syncer
-	syncDone chan struct{}
-	syncRep  mamsync.Report
-	syncErr  error
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     *sync.WaitGroup // the Client's: every goroutine of its links
+	ev     *dispatcher     // the Client's: its callbacks
+	syncer *mamsync.Syncer
+	// ahead is what the login wrote behind its authentication and the
+	// server accepted (nil when none); stale the ids of what rode with an
+	// attempt the server refused.
+	ahead     *ahead
+	aheadQ    *mamsync.AheadQuery
+	mdsAnswer chan []byte
+	stale     map[string]bool
+	// dialStart is when the login began; ready how long until the store
+	// was level (zero until then).
+	dialStart time.Time
+	ready     time.Duration
+	syncDone  chan struct{}
+	syncRep   mamsync.Report
+	syncErr   error
 }
 
 func newLink(cfg Config, st *login.Stream, info Info, db *cache.DB, sess *sm.Session, log zerolog.Logger) *link {
@@ -67,6 +78,7 @@ func newLink(cfg Config, st *login.Stream, info Info, db *cache.DB, sess *sm.Ses
 		closeTimeout: cfg.closeTimeout(),
 		done:         make(chan struct{}),
 		syncDone:     make(chan struct{}),
+		mdsAnswer:    make(chan []byte, 1),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
@@ -80,8 +92,8 @@ func (c *link) start(wg *sync.WaitGroup, ev *dispatcher) {
 	c.started.Store(true)
 	cfg, sess, info := c.cfg, c.sess, c.info
 	// A resumed session still has its presence.
-	presence := info.Resumed
-	if !cfg.NoPresence && !info.Resumed {
+	presence := info.Resumed || c.ahead != nil && c.ahead.presence
+	if !cfg.NoPresence && !presence {
 		// Before the archive is asked where it stands: every message
 		// archived after that answer is then routed to this session.
 		presence = sess.Send(c.ctx, stanza.Presence{}.Wrap(nil)) == nil
@@ -109,6 +121,11 @@ func (c *link) start(wg *sync.WaitGroup, ev *dispatcher) {
 		// a catch-up) end there; everything else reaches the handler,
 		// decoded once.
 		c.conn.SetInboundTap(c.syncer.HandleRaw)
+		if c.ahead != nil {
+			// The first page was asked in the login's write: its results
+			// follow on the stream.
+			c.aheadQ = c.syncer.Adopt(c.ahead.mam)
+		}
 	}
 	var h xmpp.Handler = xmpp.HandlerFunc(func(xmlstream.TokenReadEncoder, *xml.StartElement) error { return nil })
 	if cfg.Handler != nil {
@@ -118,7 +135,7 @@ func (c *link) start(wg *sync.WaitGroup, ev *dispatcher) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		c.serve(c.sm.Handler(c.conn, pingHandler{next: h}, c.log))
+		c.serve(c.sm.Handler(c.conn, pingHandler{next: aheadHandler{c: c, next: h}}, c.log))
 	}()
 	c.live.start()
 	c.startSync(cfg, c.db)
@@ -219,4 +236,14 @@ func (c *link) Send(ctx context.Context, r xml.TokenReader) error {
 		return err
 	}
 	return c.sess.Send(context.WithoutCancel(ctx), r)
+}
+
+// infoNow is the link's Info with what was learned since the login (the
+// time to ready).
+func (c *link) infoNow() Info {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	info := c.info
+	info.Timings.Ready = c.ready
+	return info
 }

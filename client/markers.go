@@ -71,12 +71,23 @@ func (c *link) fetchDisplayed(ctx context.Context) error {
 	rctx, cancel := c.requestContext(ctx)
 	defer cancel()
 	markers, err := mds.Fetch(rctx, c.sess)
-	if errors.As(err, new(stanza.Error)) {
-		return nil // no node yet, or no PEP: nothing to apply
-	}
 	if err != nil {
-		return err
+		return c.noMarkers(err)
 	}
+	return c.applyMarkers(ctx, markers)
+}
+
+// noMarkers is the outcome of a marker fetch that failed: an IQ error means
+// no node yet, or no PEP, so nothing to apply; any other error is one.
+func (c *link) noMarkers(err error) error {
+	if errors.As(err, new(stanza.Error)) {
+		return nil
+	}
+	return err
+}
+
+// applyMarkers records the account's own markers (XEP-0490) in the cache.
+func (c *link) applyMarkers(ctx context.Context, markers []mds.Marker) error {
 	acct := c.info.JID.Bare()
 	for _, m := range markers {
 		if !m.By.Equal(acct) {

@@ -200,6 +200,13 @@ func (c *Client) afterLogin(l *link, resumeTried bool) (int, error) {
 			}
 		}
 		c.sm.Reset(l.info.SM, l.info.JID)
+		if l.ahead != nil {
+			// Written in the login's write, after <enable/>: stanzas of
+			// this session the server will acknowledge.
+			for _, st := range l.ahead.stanzas {
+				c.sm.Record(st.Raw, st.Kind)
+			}
+		}
 	}
 	if err := c.sm.Resend(l.conn, again); err != nil {
 		return 0, fmt.Errorf("client: %w", err)

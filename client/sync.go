@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/login"
@@ -19,7 +20,10 @@ var ErrNoSync = errors.New("client: message sync is off")
 func (c *link) startSync(cfg Config, db *cache.DB) {
 	c.syncDone = make(chan struct{})
 	if c.syncer == nil {
+		c.mu.Lock()
 		c.syncErr = ErrNoSync
+		c.ready = c.info.Timings.Total // logged in is ready
+		c.mu.Unlock()
 		close(c.syncDone)
 		return
 	}
@@ -30,6 +34,9 @@ func (c *link) startSync(cfg Config, db *cache.DB) {
 		err = c.syncError(err)
 		c.mu.Lock()
 		c.syncRep, c.syncErr = rep, err
+		if err == nil {
+			c.ready = time.Since(c.dialStart)
+		}
 		c.mu.Unlock()
 		if err != nil && c.ctx.Err() == nil {
 			c.log.Warn().Err(err).Msg("reconcile failed")
@@ -61,20 +68,7 @@ func (c *link) startSync(cfg Config, db *cache.DB) {
 
 func (c *link) reconcile(db *cache.DB) (mamsync.Report, error) {
 	acct := c.info.JID.Bare().String()
-	var t mamsync.Target
-	if d := c.info.Draft; d != nil {
-		t = mamsync.Target{LatestID: d.LatestID, Known: true}
-	} else {
-		var err error
-		t, err = mamsync.Metadata(c.ctx, c.sess)
-		switch {
-		case errors.Is(err, mamsync.ErrNoMetadata):
-			t = mamsync.Target{}
-		case err != nil:
-			return mamsync.Report{}, err
-		}
-	}
-	rep, err := c.syncer.Reconcile(c.ctx, c.sess, t)
+	rep, err := c.page()
 	if err != nil {
 		return rep, err
 	}
@@ -89,11 +83,38 @@ func (c *link) reconcile(db *cache.DB) (mamsync.Report, error) {
 	}
 	if c.info.Draft == nil {
 		// XEP-0490: the markers other devices published.
-		if err := c.fetchDisplayed(c.ctx); err != nil {
+		markers := c.fetchDisplayed
+		if c.ahead != nil {
+			markers = c.aheadMarkers // asked in the login's write
+		}
+		if err := markers(c.ctx); err != nil {
 			return rep, fmt.Errorf("client: displayed markers: %w", err)
 		}
 	}
 	return rep, nil
+}
+
+// page brings the store level with the archive: from the first page the
+// login's write asked for, or from where the archive says it stands (the
+// v0.3.0 <bound>'s latest-id, or its metadata).
+func (c *link) page() (mamsync.Report, error) {
+	if c.aheadQ != nil {
+		return c.syncer.ReconcileAhead(c.ctx, c.sess, c.aheadQ)
+	}
+	var t mamsync.Target
+	if d := c.info.Draft; d != nil {
+		t = mamsync.Target{LatestID: d.LatestID, Known: true}
+	} else {
+		var err error
+		t, err = mamsync.Metadata(c.ctx, c.sess)
+		switch {
+		case errors.Is(err, mamsync.ErrNoMetadata):
+			t = mamsync.Target{}
+		case err != nil:
+			return mamsync.Report{}, err
+		}
+	}
+	return c.syncer.Reconcile(c.ctx, c.sess, t)
 }
 
 // syncError types an error of the reconciliation: the session's own end

@@ -39,10 +39,13 @@ func (c *dropConn) Read(p []byte) (int, error) {
 }
 
 // TestSyncProperty randomises, per seed, the archive before each login,
-// live messages from bob (and messages alice sends) while alice pages, the
-// page size, the login path, and connection drops at any byte; after a
-// final clean login the store must equal the server's archive exactly, in
-// order, with every message delivered once.
+// live messages from bob (and messages alice sends) while alice logs in and
+// pages (so also between <success> and the <fin/> of the first page, which
+// a warm login asks in its own write), the page size, the login path, FAST
+// tokens the server refuses (the pages asked ahead are then asked again),
+// resumed sessions, and connection drops at any byte; after a final clean
+// login the store must equal the server's archive exactly, in order, with
+// every message delivered once.
 func TestSyncProperty(t *testing.T) {
 	seeds := 12
 	if testing.Short() {
@@ -80,6 +83,12 @@ func TestSyncProperty(t *testing.T) {
 					dc.budget.Store(budget)
 					return dc, nil
 				}
+				if r.IntN(4) == 0 {
+					s.InvalidateFASTTokens("alice") // the token is refused
+				}
+				resume := r.IntN(3) == 0
+				events, onEvent := eventsTo(64)
+				cfg.Reconnect, cfg.OnEvent = resume, onEvent
 				live := r.IntN(15)
 				var wg sync.WaitGroup
 				wg.Add(1)
@@ -101,6 +110,11 @@ func TestSyncProperty(t *testing.T) {
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 					_, _ = alice.SyncReport(ctx) // may fail: the connection may drop
+					if resume && alice.Err() == nil && s.CutConnection(lastConn(t, s)) {
+						// Back by resumption (or a fresh bind if it cannot).
+						awaitBack(ctx, events)
+						_, _ = alice.SyncReport(ctx)
+					}
 					cancel()
 					alice.Close()
 				}
@@ -124,5 +138,21 @@ func TestSyncProperty(t *testing.T) {
 			}
 			got.check(t, want)
 		})
+	}
+}
+
+// awaitBack waits until the client is online again after a drop (resumed,
+// or bound afresh) or has stopped, or ctx ends.
+func awaitBack(ctx context.Context, events chan client.Event) {
+	for {
+		select {
+		case e := <-events:
+			switch e.Kind {
+			case client.EventResumed, client.EventOnline, client.EventClosed:
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
 	}
 }

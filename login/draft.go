@@ -204,5 +204,7 @@ func (n *negotiation) readDraftBound(r *reader) error {
 	n.res.Draft = &b
 	// v0.3.0: the server enables carbons silently on bind.
 	n.res.Carbons = true
+	// Config.AfterAuth rode behind <bind/>: their answers follow.
+	n.res.AfterAuthSent = n.afterWritten
 	return nil
 }

@@ -180,6 +180,19 @@ type Config struct {
 	// directions, from the first byte after TLS (wire.Options.Trace): raw,
 	// secrets included. Pass it through Redact before showing it.
 	Trace func(in bool, element []byte)
+	// AfterAuth are stanzas (the initial presence, an archive query, a
+	// marker fetch, ...) to write in the same write as the client's final
+	// authentication message, right behind it, when the login is expected
+	// to succeed: a FAST token, PLAIN (allowed only over a verified
+	// certificate), or SCRAM with keys the KeyStore held. The server
+	// processes them after <success> and answers them in the login's own
+	// round trip (SASL2; on the v0.3.0 path, behind <bind/>). Whether they
+	// went with the authentication that succeeded is Result.AfterAuthSent:
+	// if not (not sent, or sent with a FAST token the server refused), the
+	// caller sends them again after the login; answers the server gave to
+	// the refused attempt are skipped by the login. Ignored on the classic
+	// path.
+	AfterAuth []byte
 }
 
 // Token is a FAST token as the server issued it. Secret is as sensitive as
@@ -255,6 +268,10 @@ type Result struct {
 	// NewToken is a FAST token the server issued on this login (requested,
 	// or a rotation of Config.Token); nil when none.
 	NewToken *Token
+	// AfterAuthSent reports that Config.AfterAuth went out with the
+	// authentication the server accepted: their answers follow on the
+	// stream.
+	AfterAuthSent bool
 	// TokenDropped says why a FAST token the server issued was not kept
 	// (longer than the client stores, or without a valid expiry); the
 	// login succeeded all the same. Empty otherwise.
@@ -322,6 +339,8 @@ type negotiation struct {
 
 	tokenRefused bool // Config.Token was refused: plan with the password
 	resumeSent   bool // a <resume/> went out inside <authenticate>
+	afterWritten bool // Config.AfterAuth went out (with the attempt now current, unless tokenRefused)
+	keysHit      bool // the KeyStore held SCRAM keys for this login
 }
 
 func newNegotiation(conn net.Conn, cfg Config) (*negotiation, error) {
@@ -519,7 +538,7 @@ func (n *negotiation) newSASL(name string, remote []string) (*sasl.Negotiator, e
 	if strings.HasPrefix(name, "SCRAM-") {
 		var ok bool
 		m, ok = NewScramOptions(name, ScramOptions{
-			KeyStore: n.cfg.KeyStore,
+			KeyStore: n.keyStore(),
 			// XEP-0474: the server's hash of what it advertised is checked
 			// against the LIVE features, even when the first write was
 			// planned from the cache (they are read before the challenge).

@@ -31,6 +31,9 @@ type plan struct {
 // finalClientMessage reports whether the SASL message just produced is the
 // client's last one (PLAIN: the first; SCRAM: the second, client-final).
 func (p *plan) finalClientMessage() bool {
+	if p.fast {
+		return true // one message; the server's answer only proves it
+	}
 	if strings.HasPrefix(p.mech, "SCRAM-") {
 		return p.sent >= 2
 	}
@@ -146,7 +149,7 @@ func (n *negotiation) firstAuth(p *plan) ([]byte, error) {
 			n.bind2Request(&b, p.f)
 		}
 		b.WriteString("</authenticate>")
-		return b.Bytes(), nil
+		return n.appendAfterAuth(p, b.Bytes()), nil
 	}
 	b.WriteString("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='")
 	escapeAttr(&b, p.mech)
@@ -157,8 +160,48 @@ func (n *negotiation) firstAuth(p *plan) ([]byte, error) {
 		// XEP-0386 v0.3.0 §Pipelining: the post-authentication header and
 		// the bind may follow the final authentication element.
 		b.Write(n.draftRestart())
+		return n.appendAfterAuth(p, b.Bytes()), nil
 	}
 	return b.Bytes(), nil
+}
+
+// appendAfterAuth appends Config.AfterAuth to the write that carries the
+// client's final authentication message (and, on the v0.3.0 path, the
+// restart and <bind/>), when the login is expected to succeed.
+func (n *negotiation) appendAfterAuth(p *plan, w []byte) []byte {
+	if len(n.cfg.AfterAuth) == 0 || n.afterWritten || p.path == PathClassic || !p.finalClientMessage() || !n.expectSuccess(p) {
+		return w
+	}
+	n.afterWritten = true
+	return append(w, n.cfg.AfterAuth...)
+}
+
+// expectSuccess reports whether the authentication about to be sent is
+// expected to succeed: a FAST token, PLAIN (chosen only over a verified
+// certificate, or where the user allowed an unverified one), or SCRAM with
+// keys derived from a password that worked before.
+func (n *negotiation) expectSuccess(p *plan) bool {
+	return p.fast || p.mech == "PLAIN" || strings.HasPrefix(p.mech, "SCRAM-") && n.keysHit
+}
+
+// keyStore is Config.KeyStore, observed: a hit means the password worked
+// before.
+func (n *negotiation) keyStore() KeyStore {
+	if n.cfg.KeyStore == nil {
+		return nil
+	}
+	return observedKeys{KeyStore: n.cfg.KeyStore, hit: &n.keysHit}
+}
+
+type observedKeys struct {
+	KeyStore
+	hit *bool
+}
+
+func (o observedKeys) ScramKeys(mechanism string, salt []byte, iterations int) (ScramKeys, bool) {
+	k, ok := o.KeyStore.ScramKeys(mechanism, salt, iterations)
+	*o.hit = *o.hit || ok
+	return k, ok
 }
 
 func (n *negotiation) userAgent(b *bytes.Buffer) {

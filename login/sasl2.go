@@ -186,6 +186,7 @@ func (n *negotiation) sasl2(ctx context.Context, r *reader, p plan) error {
 	}
 	n.log.Debug().Str("mechanism", p.mech).Bool("fast", p.fast).Msg("sasl2 success")
 	n.res.FAST = p.fast
+	n.res.AfterAuthSent = n.afterWritten && !n.tokenRefused
 	n.acceptToken(p, succ)
 	if resumed, err := n.resumedInline(succ); resumed || err != nil {
 		return err
@@ -202,7 +203,7 @@ func (n *negotiation) sasl2Exchange(r *reader, p *plan) (Success, error) {
 		start, err := r.next()
 		if err != nil {
 			if n.res.TokenRejected != "" {
-				return Success{}, fmt.Errorf("%w (%s), and the password could not follow on the same stream: %w", ErrTokenRejected, n.res.TokenRejected, err)
+				return Success{}, fmt.Errorf("%w (%w), and the password could not follow on the same stream: %w", ErrTokenRejected, &SASLError{Condition: n.res.TokenRejected}, err)
 			}
 			return Success{}, err
 		}
@@ -229,6 +230,15 @@ func (n *negotiation) sasl2Exchange(r *reader, p *plan) (Success, error) {
 			}
 		case xml.Name{Space: NSSASL2, Local: "continue"}:
 			return Success{}, fmt.Errorf("%w: the server asks for SASL2 tasks (<continue/>), which pipebind does not support", ErrRefused)
+		case xml.Name{Space: NSClient, Local: "iq"}, xml.Name{Space: NSClient, Local: "presence"}, xml.Name{Space: NSClient, Local: "message"}:
+			if !n.afterWritten || !n.tokenRefused {
+				return Success{}, protocolErrorf("unexpected <%s> during SASL2", start.Name.Local)
+			}
+			// An answer to Config.AfterAuth, which rode with the refused
+			// token: the caller sends them again.
+			if err := r.d.Skip(); err != nil {
+				return Success{}, err
+			}
 		default:
 			return Success{}, protocolErrorf("unexpected <%s xmlns='%s'> during SASL2", start.Name.Local, start.Name.Space)
 		}
@@ -360,12 +370,12 @@ func (n *negotiation) challenge(r *reader, start xml.StartElement, p *plan, ns s
 }
 
 // appendAfterResponse lets a path pipeline more after the final SASL
-// response (the v0.3.0 draft pipelines its restart and bind there).
+// response: the v0.3.0 draft its restart and bind, then Config.AfterAuth.
 func (n *negotiation) appendAfterResponse(p *plan, resp []byte) []byte {
 	if p.path == PathBind2Draft && p.finalClientMessage() {
-		return append(resp, n.draftRestart()...)
+		resp = append(resp, n.draftRestart()...)
 	}
-	return resp
+	return n.appendAfterAuth(p, resp)
 }
 
 // finishSASL verifies the server's final message: a mechanism that expects
