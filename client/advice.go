@@ -126,7 +126,7 @@ func startCacheRead(ctx context.Context, db *cache.DB, cfg Config, domain, accou
 		if r.uaErr != nil {
 			r.uaID = ""
 		}
-		if !cfg.NoFAST {
+		if !cfg.NoFAST && !cfg.VerifyPassword {
 			t, ok, err := db.FastTokenFor(ctx, account)
 			switch {
 			case err != nil:
