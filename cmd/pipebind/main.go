@@ -7,6 +7,7 @@
 //	pipebind history [flags] ACCOUNT         list cached messages
 //	pipebind cache show|forget               inspect or delete what the cache holds
 //	pipebind demo [flags]                    run the embedded test server and compare logins
+//	pipebind version                         print the version
 //
 // Flags may come anywhere on the command line. Run "pipebind COMMAND -h"
 // for a command's flags. The exit status says what failed (README, "Exit
@@ -45,6 +46,7 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"history": history,
 	"cache":   cacheCmd,
 	"demo":    demo,
+	"version": version,
 }
 
 // run dispatches a command line; it returns the exit status.
@@ -59,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return exitOK
+	case "-version", "--version":
+		name = "version"
 	}
 	cmd, ok := commands[name]
 	if !ok {
@@ -99,6 +103,7 @@ commands:
   history ACCOUNT          list the messages held in the local cache
   cache show|forget        inspect or delete what the cache stores (secrets redacted)
   demo                     log in to an embedded test server with each path, cold and warm
+  version                  print the version and the build's revision
 
 Flags may come anywhere; "pipebind COMMAND -h" lists a command's flags.
 Environment: PIPEBIND_PASSWORD (the password), PIPEBIND_ADDR (-addr),
