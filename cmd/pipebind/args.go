@@ -86,6 +86,15 @@ func (c command) parseAccount(fs *flag.FlagSet, args []string, stdout io.Writer)
 	return j, pos, err
 }
 
+// argJID parses the positional argument name (TO, PEER) as a JID.
+func argJID(name, s string) (jid.JID, error) {
+	j, err := jid.Parse(s)
+	if err != nil {
+		return jid.JID{}, usagef("%s %q is not a JID: %v", name, s, err)
+	}
+	return j, nil
+}
+
 // atLeastZero checks a count flag.
 func atLeastZero(name string, v int, zero string) error {
 	if v < 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,4 +138,67 @@ func runBin(t *testing.T, ctx context.Context, env []string, args ...string) res
 		t.Fatalf("running pipebind %v: %v", args, err)
 	}
 	return result{stdout.String(), stderr.String(), code}
+}
+
+// lineReader hands out the lines a process writes, as they come.
+type lineReader struct {
+	ch  chan string
+	buf strings.Builder
+	mu  sync.Mutex
+}
+
+func newLineReader(r io.Reader) *lineReader {
+	l := &lineReader{ch: make(chan string, 256)}
+	go func() {
+		defer close(l.ch)
+		var line []byte
+		b := make([]byte, 1)
+		for {
+			if _, err := r.Read(b); err != nil {
+				return
+			}
+			l.mu.Lock()
+			l.buf.WriteByte(b[0])
+			l.mu.Unlock()
+			if b[0] != '\n' {
+				line = append(line, b[0])
+				continue
+			}
+			l.ch <- string(line)
+			line = line[:0]
+		}
+	}()
+	return l
+}
+
+// next returns the next line, or fails the test when ctx ends first or
+// the stream ends.
+func (l *lineReader) next(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	select {
+	case line, ok := <-l.ch:
+		if !ok {
+			t.Fatalf("the output ended: %s", l.all())
+		}
+		return line
+	case <-ctx.Done():
+		t.Fatalf("no line: %v: %s", ctx.Err(), l.all())
+	}
+	return ""
+}
+
+// waitFor skips lines up to one containing s.
+func (l *lineReader) waitFor(t *testing.T, ctx context.Context, s string) string {
+	t.Helper()
+	for {
+		if line := l.next(t, ctx); strings.Contains(line, s) {
+			return line
+		}
+	}
+}
+
+func (l *lineReader) all() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

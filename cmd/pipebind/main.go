@@ -3,6 +3,9 @@
 // cache level, for shell scripts and bots.
 //
 //	pipebind probe [flags] ACCOUNT           log in once and print a report
+//	pipebind send [flags] ACCOUNT TO TEXT    send a chat message
+//	pipebind listen [flags] ACCOUNT          print incoming messages as they arrive
+//	pipebind mark-read [flags] ACCOUNT PEER  mark a conversation read (XEP-0490)
 //	pipebind sync [flags] ACCOUNT            bring the local message cache level with the archive
 //	pipebind history [flags] ACCOUNT         list cached messages
 //	pipebind cache show|forget               inspect or delete what the cache holds
@@ -41,12 +44,15 @@ func main() {
 
 // commands maps each command to the function that runs it.
 var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
-	"probe":   probe,
-	"sync":    syncCmd,
-	"history": history,
-	"cache":   cacheCmd,
-	"demo":    demo,
-	"version": version,
+	"probe":     probe,
+	"send":      send,
+	"listen":    listen,
+	"mark-read": markRead,
+	"sync":      syncCmd,
+	"history":   history,
+	"cache":     cacheCmd,
+	"demo":      demo,
+	"version":   version,
 }
 
 // run dispatches a command line; it returns the exit status.
@@ -99,6 +105,9 @@ func usage(w io.Writer) {
 
 commands:
   probe ACCOUNT            log in and report the path, round trips, timings and credential used
+  send ACCOUNT TO TEXT     send a chat message (TEXT - reads stdin)
+  listen ACCOUNT           print messages as they arrive, keeping the message cache level
+  mark-read ACCOUNT PEER   mark the conversation with PEER read (XEP-0490)
   sync ACCOUNT             bring the local message cache level with the server's archive
   history ACCOUNT          list the messages held in the local cache
   cache show|forget        inspect or delete what the cache stores (secrets redacted)
