@@ -293,6 +293,9 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, ok := os.LookupEnv(envPassword); ok {
 		given = true
 	}
+	if pf.mechs != "" && infos[0].FAST {
+		fmt.Fprintf(stderr, "pipebind probe: note: -mech chooses among password mechanisms; the cached FAST token (%s) logged in instead (-no-fast to use -mech)\n", infos[0].Mechanism)
+	}
 	if pf.jsonOut {
 		enc := json.NewEncoder(stdout)
 		if len(infos) == 1 {

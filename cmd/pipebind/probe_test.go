@@ -103,6 +103,27 @@ func TestIntegrationProbeProsody(t *testing.T) {
 		t.Errorf("probe -resume: %v, after the cut %+v; want resumed with the FAST token: %s", err, resumed.After, stdout.String())
 	}
 
+	// The caller's own -mech is not a downgrade (issue 16, item 3): pinned
+	// to the best mechanism Prosody offers, -mech SCRAM-SHA-1 logs in with
+	// it; with a token, the probe says the token logged in instead.
+	pinned := []string{"probe", "-json", "-addr", srv.DirectTLSAddr, "-tls", "direct", "-ca", ca, "-cache", filepath.Join(dir, "pin.db"), "alice@" + srv.Domain}
+	for i, tc := range []struct {
+		extra []string
+		mech  string
+		note  bool
+	}{{[]string{"-no-fast"}, "SCRAM-SHA-", false}, {[]string{"-no-fast", "-mech", "SCRAM-SHA-1"}, "SCRAM-SHA-1", false},
+		{nil, "SCRAM-SHA-", false}, {[]string{"-mech", "SCRAM-SHA-1"}, "HT-SHA-256-", true}} {
+		stdout.Reset()
+		stderr.Reset()
+		code := run(ctx, cmdline(pinned, tc.extra), &stdout, &stderr) // flags after the account
+		var got struct{ Mechanism string }
+		if err := json.Unmarshal(stdout.Bytes(), &got); code != 0 || err != nil || !strings.HasPrefix(got.Mechanism, tc.mech) ||
+			(i == 0 && !strings.HasSuffix(got.Mechanism, "-PLUS")) || (i == 1 && got.Mechanism != "SCRAM-SHA-1") ||
+			strings.Contains(stderr.String(), "-mech chooses") != tc.note {
+			t.Errorf("probe %v: exit %d, mechanism %q, stderr %q; want %s…", tc.extra, code, got.Mechanism, stderr.String(), tc.mech)
+		}
+	}
+
 	// Flags that do not match the server: the TLS class, and a hint that
 	// names the flag to change (issue 16, item 5).
 	for _, tc := range []struct {
