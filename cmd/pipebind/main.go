@@ -57,6 +57,7 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 
 // run dispatches a command line; it returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	stderr = &syncWriter{w: stderr}
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage

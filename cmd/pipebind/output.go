@@ -20,8 +20,30 @@ import (
 // isTerminal reports whether w is a terminal: colours and progress bars
 // only there, never in a file or a pipe.
 func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+	f, ok := unwrap(w).(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// syncWriter serializes the writes to stderr, which the command, the
+// client's goroutines (-v, -trace, warnings) and OnEvent share: a line is
+// never cut by another, and a test's bytes.Buffer is safe.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// unwrap returns the writer under s, so that isTerminal sees the file.
+func unwrap(w io.Writer) io.Writer {
+	if s, ok := w.(*syncWriter); ok {
+		return s.w
+	}
+	return w
 }
 
 // wireTrace prints the XML stream like curl -v: "> " before what the

@@ -232,7 +232,7 @@ func (p *probeFlags) dial(ctx context.Context, cfg client.Config, stderr io.Writ
 	}
 	cfg.Trace = t
 	c, err := client.Dial(ctx, cfg)
-	if p.warn != nil {
+	if p.warn != nil && p.warn.immediate == nil { // else each was printed as it came
 		mu.Lock()
 		p.warn.summary(fault, stderr)
 		mu.Unlock()
