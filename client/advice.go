@@ -137,7 +137,7 @@ func startCacheRead(ctx context.Context, db *cache.DB, inst *cache.Instance, cfg
 		} else if r.uaID, r.uaErr = db.InstallationID(ctx); r.uaErr != nil {
 			r.uaID = ""
 		}
-		if !cfg.NoFAST {
+		if !cfg.NoFAST && !cfg.VerifyPassword {
 			t, ok, err := db.FastTokenOf(ctx, account, instance)
 			switch {
 			case err != nil:

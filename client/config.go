@@ -58,7 +58,11 @@ type Config struct {
 	// Password is the account's password. Never logged.
 	Password string
 	// PasswordFunc, when set, is called for the password instead of
-	// Password (for example to prompt or read a keyring).
+	// Password (for example to prompt or read a keyring), only when a
+	// login needs it: not while a cached FAST token stands in for the
+	// password, so a bot whose token is valid never prompts. If the token
+	// is then refused, it is called and the login tried again. An empty
+	// password is an error (ErrConfig): it is never sent.
 	PasswordFunc func(ctx context.Context) (string, error)
 
 	// Addr ("host:port") skips the SRV lookup.
@@ -83,8 +87,11 @@ type Config struct {
 
 	// Path forces a login path; zero picks the best one the server offers.
 	Path login.Path
-	// Mechanisms lists the SASL mechanisms allowed, most preferred first;
-	// nil means login.DefaultMechanisms().
+	// Mechanisms lists the password mechanisms allowed, most preferred
+	// first; nil means login.DefaultMechanisms(). Dial refuses a name
+	// login does not implement (ErrConfig) before connecting. A cached FAST
+	// token is used whatever the list (it names its own mechanism): NoFAST
+	// or VerifyPassword turn it off.
 	Mechanisms []string
 	// InsecureAllowPlain allows PLAIN over TLS whose certificate was not
 	// verified (only with a TLSConfig that skips verification). Tests only.
@@ -104,6 +111,13 @@ type Config struct {
 	// password hashing); a token the server refuses is deleted and the
 	// password is used instead, without an error.
 	NoFAST bool
+	// VerifyPassword logs in with the password itself, so that the server
+	// checks it: no cached FAST token and no cached SCRAM keys stand in for
+	// it (SCRAM runs its PBKDF2). Without it, a login that a cached token or
+	// cached keys carried says nothing about the password
+	// (Info.PasswordChecked). What the login yields is stored as usual: the
+	// SCRAM keys, and a new FAST token unless NoFAST.
+	VerifyPassword bool
 	// Reconnect keeps the client connected: when the connection drops, it
 	// logs in again after a Backoff wait, resuming the stream management
 	// session when it can (no stanza lost or repeated), and tells OnEvent.

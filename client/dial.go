@@ -17,11 +17,8 @@ import (
 // Config.Reconnect the client then stays connected until Close (see
 // Client); reconnections are bounded by Config.Timeout each.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
-	if cfg.JID.Localpart() == "" || cfg.JID.Domainpart() == "" {
-		return nil, fmt.Errorf("client: Config.JID %q must be an account address (user@domain)", cfg.JID)
-	}
-	if cfg.Password == "" && cfg.PasswordFunc == nil {
-		return nil, errors.New("client: Config.Password or Config.PasswordFunc is required")
+	if err := validate(cfg); err != nil { // validate.go
+		return nil, err
 	}
 	if d := cfg.timeout(); d > 0 {
 		var cancel context.CancelFunc
@@ -82,9 +79,6 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (l *link, e
 	}
 	d.adv = startAdvice(ctx, c.db, c.inst, d.cfg, open, d.log)
 	defer d.adv.wait()
-	if d.password, err = password(ctx, d.cfg); err != nil {
-		return nil, err
-	}
 	if err = d.lookup(ctx); err != nil {
 		return nil, err
 	}
@@ -93,6 +87,9 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (l *link, e
 	}
 	for attempt := 1; ; attempt++ {
 		d.info.Attempts = attempt
+		if err := d.needPassword(ctx); err != nil { // verify.go
+			return nil, err
+		}
 		st, err := d.attempt(ctx)
 		if err == nil {
 			return d.loggedIn(ctx, attempt, st), nil
@@ -208,6 +205,9 @@ func (d *dialing) loginConfig(tc tlsConn) login.Config {
 	if t := cfg.WireTrace; t != nil {
 		lcfg.Trace = func(in bool, el []byte) { t(in, login.Redact(el)) }
 	}
+	if cfg.VerifyPassword {
+		verifyPassword(&lcfg) // verify.go
+	}
 	d.ahead = nil
 	if a.features != nil && a.haveCursor && d.resume == nil {
 		// A warm login with a message store: the presence, the first
@@ -229,16 +229,20 @@ func (d *dialing) loginConfig(tc tlsConn) login.Config {
 //     password could follow (login.ErrTokenRejected), once: the token is
 //     deleted and the password used;
 //   - the cached features were stale (login.IsStale), on the first
-//     attempt: once more, planned from the live features.
+//     attempt: once more, planned from the live features;
+//   - a cached FAST token could not carry the login while the password
+//     had not been asked for (login.ErrNeedPassword), once: with the
+//     password, from features read afresh (verify.go).
 //
 // So a login takes at most three attempts: a refused pipelining or a
-// stale cache, then a refused token. Failures before the login (lookup,
-// connect, TLS) never match.
+// stale cache, then a refused or unusable token. Failures before the
+// login (lookup, connect, TLS) never match.
 func (d *dialing) retry(ctx context.Context, attempt int, err error) bool {
 	switch {
 	case attempt == 1 && d.pipeliningRefused(err):
 	case d.tokenRefused(ctx, err):
 	case attempt == 1 && d.stale(err):
+	case d.passwordNeeded(err): // verify.go
 	default:
 		return false
 	}

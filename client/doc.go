@@ -55,6 +55,28 @@
 // stream, closes the connection and waits for the client's goroutines. A
 // Client is safe for concurrent use.
 //
+// # Receiving
+//
+// Config.Handler gets every incoming element that is not an answer to an
+// IQ the session sent, on the goroutine that reads the connection, one at
+// a time: the start element, and a token reader of what follows it up to
+// its end. To decode a message, put the start element back in front:
+//
+//	d := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), t))
+//	err := d.Decode(&m) // m: struct{ stanza.Message; Body string `xml:"body"` }
+//
+// (xml.NewTokenDecoder(t).DecodeElement(&m, start) fails: that decoder
+// meets an end element it never saw start.) A Handler must not wait: hand
+// the message to a goroutine of yours and reply from there with Send,
+// which waits while the client reconnects. An error the Handler returns is
+// the application's: OnEvent receives it as EventError and the session
+// goes on; to end the session, call Close. ExampleConfig_handler and
+// examples/echobot are a complete bot.
+//
+// Client.Status says whether the client is online, reconnecting or
+// closed; Client.Flush waits until the server has processed everything
+// sent before it (one round trip), for a program that sends and exits.
+//
 // # Callbacks
 //
 // Dial calls back nothing: its connection is its result. Afterwards,
@@ -67,11 +89,27 @@
 // Close: Close never waits for a callback, and Done is closed once the last
 // one (OnEvent with EventClosed) has returned.
 //
+// # Passwords, FAST tokens and cached keys
+//
+// With a cache, a FAST token (XEP-0484) or the cached SCRAM keys stand in
+// for the password: such a login succeeds whatever the password now is,
+// and Info.PasswordChecked says so. Config.VerifyPassword logs in with the
+// password itself. Config.PasswordFunc is asked only when the password is
+// needed (never while a token carries the login), and an empty password is
+// never sent. cache.DB.ForgetCredentials drops an account's token, keys
+// and pin at once. The FAST mechanisms are login.FASTMechanisms
+// (HT-SHA-256, -384, -512 and the SHA3 family): a token is requested for
+// the first the server offers in that order, channel binding (EXPR, ENDP,
+// UNIQ, NONE) before the longer hash; never UNIQ on TLS 1.3, never NONE
+// over an unverified certificate.
+//
 // # Errors
 //
 // A failed Dial returns a *login.Error; match the cause with errors.Is:
 // ErrAuth (wrong credentials), ErrRefused, ErrProtocol, ErrTLS, ErrTimeout,
 // ErrConnection, ErrInsecure, and context.Canceled when ctx was cancelled.
+// ErrConfig is the caller's own mistake (an unknown mechanism in
+// Config.Mechanisms, no password ...), found before connecting.
 // Its Step says which part failed (login.StepLookup, StepConnect,
 // StepStartTLS, StepTLS, then the login's own steps).
 // No error or log line ever contains a password or SASL payload.

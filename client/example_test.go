@@ -4,16 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"os"
-	"path/filepath"
 	"time"
 
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
-	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/client"
-	"github.com/pipebind/pipebind/internal/xmpptest"
 )
 
 // Log in with a feature cache, so that the next login is one round trip,
@@ -41,45 +37,25 @@ func ExampleDial() {
 
 // Stay connected: with Reconnect, a dropped connection resumes its stream
 // management session inline in the next login (one round trip with a FAST
-// token), and OnEvent hears each step. This example runs against the
-// in-process test server and cuts the connection under the client.
+// token), and OnEvent hears each step, in order, on a goroutine of the
+// client's. (Compiled, not run: it needs a server.)
 func ExampleConfig_reconnect() {
-	srv := xmpptest.NewServer(xmpptest.Config{Users: map[string]string{"alice": "secret"}})
-	defer srv.Close()
-	db, err := cache.Open(context.Background(), filepath.Join(os.TempDir(), fmt.Sprintf("pipebind-example-%d.db", os.Getpid())))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.Remove(db.Path())
-	defer db.Close()
-
-	events := make(chan client.Event, 16)
 	c, err := client.Dial(context.Background(), client.Config{
-		JID:       jid.MustParse("alice@" + srv.Domain()),
+		JID:       jid.MustParse("alice@example.org"),
 		Password:  "secret",
-		Addr:      srv.DirectTLSAddr(),
-		TLSConfig: srv.TLSConfig(), // trusts the test server's certificate
-		Cache:     db,
-		NoSync:    true,
+		CachePath: "pipebind.db",
 		Reconnect: true,
-		OnEvent:   func(e client.Event) { events <- e },
+		Backoff:   client.Backoff{Min: 250 * time.Millisecond, Max: 30 * time.Second},
+		OnEvent: func(e client.Event) {
+			// offline (with the cause), connecting, resumed or online,
+			// error (the Handler's), closed (the last).
+			log.Println(e.Kind, e.Attempt, e.Err)
+		},
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
-
-	srv.CutConnection(srv.Conns()[0]) // the network fails
-	for e := range events {
-		fmt.Println(e.Kind)
-		if e.Kind == client.EventResumed || e.Kind == client.EventClosed {
-			break
-		}
-	}
-	fmt.Println("resumed:", c.Info().Resumed, "fast:", c.Info().FAST)
-	// Output:
-	// offline
-	// connecting
-	// resumed
-	// resumed: true fast: true
+	<-c.Done() // until Close, or a failure reconnecting cannot mend
+	log.Println("stopped:", c.Err())
 }

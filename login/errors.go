@@ -44,6 +44,10 @@ var (
 	// stream whose TLS certificate was not verified, or would have used a
 	// mechanism the live features do not offer.
 	ErrInsecure = errors.New("refusing an insecure login")
+	// ErrConfig means the caller's configuration cannot log in (an unknown
+	// mechanism, a JID without a localpart, ...): a local mistake, found
+	// before anything is sent, that no server can fix.
+	ErrConfig = errors.New("invalid configuration")
 )
 
 // Step names the part of a connection's setup that failed (Error.Step).
@@ -94,13 +98,16 @@ func (e *Error) Error() string {
 		b.WriteString(")")
 	}
 	b.WriteString(": ")
-	b.WriteString(e.Step.String())
-	b.WriteString(": ")
+	cause := e.Kind.Error()
 	if e.Err != nil {
-		b.WriteString(e.Err.Error())
-	} else {
-		b.WriteString(e.Kind.Error())
+		cause = e.Err.Error()
 	}
+	// crypto/tls already says "tls: ...": "tls: tls: ..." says it twice.
+	if !strings.HasPrefix(cause, e.Step.String()+": ") {
+		b.WriteString(e.Step.String())
+		b.WriteString(": ")
+	}
+	b.WriteString(cause)
 	return b.String()
 }
 
@@ -254,9 +261,9 @@ func classify(ctx context.Context, step Step, path Path, domain string, err erro
 		e.Kind = ErrRefused
 	case errors.Is(err, errStale):
 		e.Kind = ErrRefused
-	case errors.Is(err, ErrInsecure), errors.Is(err, ErrProtocol), errors.Is(err, ErrTLS),
-		errors.Is(err, ErrAuth), errors.Is(err, ErrRefused), errors.Is(err, ErrTimeout), errors.Is(err, ErrConnection):
-		for _, k := range []error{ErrInsecure, ErrProtocol, ErrTLS, ErrAuth, ErrRefused, ErrTimeout, ErrConnection} {
+	case errors.Is(err, ErrInsecure), errors.Is(err, ErrProtocol), errors.Is(err, ErrTLS), errors.Is(err, ErrAuth),
+		errors.Is(err, ErrRefused), errors.Is(err, ErrTimeout), errors.Is(err, ErrConnection), errors.Is(err, ErrConfig):
+		for _, k := range []error{ErrConfig, ErrInsecure, ErrProtocol, ErrTLS, ErrAuth, ErrRefused, ErrTimeout, ErrConnection} {
 			if errors.Is(err, k) {
 				e.Kind = k
 				break
@@ -358,6 +365,12 @@ func (e *DowngradeError) Error() string {
 
 // Is matches ErrInsecure and ErrPinned.
 func (e *DowngradeError) Is(target error) bool { return target == ErrInsecure || target == ErrPinned }
+
+// ErrNeedPassword is wrapped by the error of a login that would have used
+// the password while Config.Password is empty (a FAST token could not
+// stand in for it). It also matches ErrAuth. Package client then asks
+// Config.PasswordFunc and logs in again: an empty password is never sent.
+var ErrNeedPassword = errors.New("the password is needed")
 
 // ErrPinned is matched by a *DowngradeError.
 var ErrPinned = errors.New("mechanism weaker than the pinned one")

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/sha3"
+	"crypto/sha512"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
+	"strings"
 
 	"mellium.im/sasl"
 )
@@ -15,34 +19,81 @@ import (
 // FAST (XEP-0484) token authentication with the Hashed Token mechanisms
 // (draft-schmaus-kitten-sasl-ht): one round trip, mutual authentication.
 //
-//	initiator:  authcid NUL HMAC-SHA-256(token, "Initiator" || cb-data)
-//	responder:  HMAC-SHA-256(token, "Responder" || cb-data)  (SASL2 additional data)
+//	initiator:  authcid NUL HMAC-H(token, "Initiator" || cb-data)
+//	responder:  HMAC-H(token, "Responder" || cb-data)  (SASL2 additional data)
 //
-// cb-data is empty for -NONE, the RFC 9266 tls-exporter data for -EXPR, the
-// RFC 5929 tls-server-end-point data for -ENDP and the tls-unique data for
-// -UNIQ (TLS 1.2 only).
+// A mechanism's name is HT-<hash>-<binding>. The hash H is SHA-256,
+// SHA-384, SHA-512 (Conversations, Prosody and ejabberd offer SHA-256;
+// MongooseIM also SHA-384, SHA-512 and the SHA3 family), SHA3-256,
+// SHA3-384 or SHA3-512. cb-data is empty for -NONE, the RFC 9266
+// tls-exporter data for -EXPR, the RFC 5929 tls-server-end-point data for
+// -ENDP and the tls-unique data for -UNIQ (TLS 1.2 only).
 
 // ErrFASTResponder reports a missing or wrong Responder signature: the
 // server did not prove it knows the token.
 var ErrFASTResponder = errors.New("sasl: FAST responder signature did not verify")
 
+// htBindings are the channel bindings of the HT mechanisms, preferred
+// first: a binding is what makes a token that leaked through a
+// man-in-the-middle useless elsewhere, so it ranks above the hash.
+var htBindings = [...]struct{ suffix, cb string }{
+	{"EXPR", CBTLSExporter}, {"ENDP", CBTLSServerEndPoint}, {"UNIQ", CBTLSUnique}, {"NONE", ""},
+}
+
+// htHashes are the HT hash functions, preferred first: the longer digest,
+// and SHA-2 before SHA-3 of the same length (the more widely deployed).
+var htHashes = [...]struct {
+	name string
+	new  func() hash.Hash
+}{
+	{"SHA-512", sha512.New}, {"SHA3-512", func() hash.Hash { return sha3.New512() }},
+	{"SHA-384", sha512.New384}, {"SHA3-384", func() hash.Hash { return sha3.New384() }},
+	{"SHA-256", sha256.New}, {"SHA3-256", func() hash.Hash { return sha3.New256() }},
+}
+
 // FASTMechanisms lists the FAST mechanisms NewFAST implements, most
-// preferred first (channel binding first).
-var FASTMechanisms = []string{"HT-SHA-256-EXPR", "HT-SHA-256-ENDP", "HT-SHA-256-UNIQ", "HT-SHA-256-NONE"}
+// preferred first: by channel binding (EXPR, ENDP, UNIQ, then NONE), then
+// by hash (SHA-512, SHA3-512, SHA-384, SHA3-384, SHA-256, SHA3-256).
+// ChooseFAST takes the first the server offers and the connection allows,
+// so UNIQ is never chosen on TLS 1.3, nor NONE over an unverified
+// certificate.
+var FASTMechanisms = fastMechanisms()
+
+func fastMechanisms() []string {
+	var names []string
+	for _, b := range htBindings {
+		for _, h := range htHashes {
+			names = append(names, "HT-"+h.name+"-"+b.suffix)
+		}
+	}
+	return names
+}
+
+// parseHT maps a FAST mechanism name to its channel-binding type ("" for
+// NONE) and hash.
+func parseHT(name string) (cb string, h func() hash.Hash, ok bool) {
+	rest, found := strings.CutPrefix(name, "HT-")
+	if !found {
+		return "", nil, false
+	}
+	for _, b := range htBindings {
+		hashName, found := strings.CutSuffix(rest, "-"+b.suffix)
+		if !found {
+			continue
+		}
+		for _, hh := range htHashes {
+			if hh.name == hashName {
+				return b.cb, hh.new, true
+			}
+		}
+	}
+	return "", nil, false
+}
 
 // fastCB maps a FAST mechanism to its channel-binding type ("" for NONE).
 func fastCB(name string) (cb string, ok bool) {
-	switch name {
-	case "HT-SHA-256-NONE":
-		return "", true
-	case "HT-SHA-256-EXPR":
-		return CBTLSExporter, true
-	case "HT-SHA-256-ENDP":
-		return CBTLSServerEndPoint, true
-	case "HT-SHA-256-UNIQ":
-		return CBTLSUnique, true
-	}
-	return "", false
+	cb, _, ok = parseHT(name)
+	return cb, ok
 }
 
 // FASTAllowed reports whether FAST mechanism name can be used on a TLS
@@ -82,24 +133,25 @@ func ChooseFAST(offered []string, cs tls.ConnectionState) (string, bool) {
 	return "", false
 }
 
-// NewFAST returns the FAST mechanism name (HT-SHA-256-NONE, -EXPR, -ENDP or
-// -UNIQ) authenticating with token, the secret of the server's <token/>
+// NewFAST returns the FAST mechanism name (one of FASTMechanisms, such as
+// HT-SHA-256-EXPR) authenticating with token, the secret of the server's <token/>
 // element as received. The authcid is the username of the negotiator's
 // Credentials (the localpart). Start fails when the negotiator's TLS state
 // does not allow the mechanism (see FASTAllowed; -UNIQ on TLS 1.3 always
 // fails). The mechanism expects the server's additional data (the Responder
 // signature) and fails without it or on a mismatch.
 func NewFAST(name string, token []byte) (sasl.Mechanism, bool) {
-	cb, ok := fastCB(name)
+	cb, h, ok := parseHT(name)
 	if !ok || len(token) == 0 {
 		return sasl.Mechanism{}, false
 	}
-	f := &fastClient{name: name, cb: cb, token: bytes.Clone(token)}
+	f := &fastClient{name: name, cb: cb, hash: h, token: bytes.Clone(token)}
 	return sasl.Mechanism{Name: name, Start: f.start, Next: f.next}, true
 }
 
 type fastClient struct {
 	name, cb string
+	hash     func() hash.Hash
 	token    []byte
 }
 
@@ -129,8 +181,8 @@ func (f *fastClient) start(n *sasl.Negotiator) (bool, []byte, any, error) {
 	if err != nil {
 		return false, nil, nil, err
 	}
-	initiator := hmacSum(sha256.New, f.token, slices.Concat([]byte("Initiator"), cb))
-	responder := hmacSum(sha256.New, f.token, slices.Concat([]byte("Responder"), cb))
+	initiator := hmacSum(f.hash, f.token, slices.Concat([]byte("Initiator"), cb))
+	responder := hmacSum(f.hash, f.token, slices.Concat([]byte("Responder"), cb))
 	resp := slices.Concat(user, []byte{0}, initiator)
 	return true, resp, responder, nil
 }

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/sha3"
+	"crypto/sha512"
 	"crypto/tls"
 	"errors"
+	"hash"
+	"slices"
 	"testing"
 
 	"mellium.im/sasl"
@@ -154,7 +158,7 @@ func TestFASTAllowedAndConstructors(t *testing.T) {
 	if FASTAllowed("HT-SHA-256-EXPR", tls.ConnectionState{}) {
 		t.Error("EXPR allowed without a handshake")
 	}
-	if FASTAllowed("HT-SHA-512-NONE", client) || FASTAllowed("SCRAM-SHA-256", client) {
+	if FASTAllowed("HT-SHA-1-NONE", client) || FASTAllowed("HT-SHA-512-FOO", client) || FASTAllowed("SCRAM-SHA-256", client) {
 		t.Error("unknown mechanism allowed")
 	}
 	if m, ok := ChooseFAST([]string{"HT-SHA-256-NONE", "HT-SHA-256-UNIQ", "HT-SHA-256-EXPR"}, client); !ok || m != "HT-SHA-256-EXPR" {
@@ -178,5 +182,70 @@ func TestFASTAllowedAndConstructors(t *testing.T) {
 	m, _ := NewFAST("HT-SHA-256-NONE", []byte("t"))
 	if _, _, err := sasl.NewClient(m).Step(nil); err == nil {
 		t.Error("FAST without a username accepted")
+	}
+}
+
+// TestFASTHashFamilies: every hash of FASTMechanisms (SHA-256, -384, -512
+// and the SHA3 family, as MongooseIM offers them) computes the HMACs of the
+// draft with that hash, checked against crypto's own, with and without
+// channel binding; and the preference order is channel binding first,
+// then the longer hash.
+func TestFASTHashFamilies(t *testing.T) {
+	token := []byte("aGFzaCBhZ2lsaXR5")
+	client, server, _ := tlsPair(t, tls.VersionTLS13)
+	exporter, err := server.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, h := range map[string]func() hash.Hash{
+		"SHA-256": sha256.New, "SHA-384": sha512.New384, "SHA-512": sha512.New,
+		"SHA3-256": func() hash.Hash { return sha3.New256() },
+		"SHA3-384": func() hash.Hash { return sha3.New384() },
+		"SHA3-512": func() hash.Hash { return sha3.New512() },
+	} {
+		for suffix, cb := range map[string][]byte{"NONE": nil, "EXPR": exporter} {
+			mech := "HT-" + name + "-" + suffix
+			t.Run(mech, func(t *testing.T) {
+				mac := func(label string) []byte {
+					m := hmac.New(h, token)
+					m.Write([]byte(label))
+					m.Write(cb)
+					return m.Sum(nil)
+				}
+				if !slices.Contains(FASTMechanisms, mech) || !FASTAllowed(mech, client) {
+					t.Fatalf("%s not offered by FASTMechanisms or not allowed", mech)
+				}
+				c := fastClient1(t, mech, token, sasl.TLSState(client))
+				_, resp, err := c.Step(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := append([]byte("alice\x00"), mac("Initiator")...); !bytes.Equal(resp, want) {
+					t.Fatalf("initial response %x, want %x", resp, want)
+				}
+				if _, _, err := c.Step(htMAC(token, "Responder", cb)); !errors.Is(err, ErrFASTResponder) && name != "SHA-256" {
+					t.Fatalf("a SHA-256 responder accepted for %s: %v", mech, err)
+				}
+				c = fastClient1(t, mech, token, sasl.TLSState(client))
+				c.Step(nil)
+				if _, _, err := c.Step(mac("Responder")); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	}
+	for _, tc := range []struct {
+		offered []string
+		want    string
+	}{
+		{[]string{"HT-SHA-256-NONE", "HT-SHA-512-NONE", "HT-SHA3-512-NONE", "HT-SHA-384-NONE"}, "HT-SHA-512-NONE"},
+		{[]string{"HT-SHA3-256-NONE", "HT-SHA3-384-NONE"}, "HT-SHA3-384-NONE"},
+		{[]string{"HT-SHA-512-NONE", "HT-SHA-256-EXPR"}, "HT-SHA-256-EXPR"}, // a binding beats a longer hash
+		{[]string{"HT-SHA-512-UNIQ", "HT-SHA3-256-ENDP"}, "HT-SHA3-256-ENDP"},
+		{[]string{"HT-SHA-512-UNIQ", "HT-SHA-256-NONE"}, "HT-SHA-256-NONE"}, // never UNIQ on TLS 1.3
+	} {
+		if got, ok := ChooseFAST(tc.offered, client); !ok || got != tc.want {
+			t.Errorf("ChooseFAST(%v) = %s, %v; want %s", tc.offered, got, ok, tc.want)
+		}
 	}
 }

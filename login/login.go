@@ -345,7 +345,10 @@ type negotiation struct {
 
 func newNegotiation(conn net.Conn, cfg Config) (*negotiation, error) {
 	if cfg.JID.Localpart() == "" {
-		return nil, &Error{Step: StepConfig, Kind: ErrRefused, Err: fmt.Errorf("JID %q has no localpart", cfg.JID)}
+		return nil, &Error{Step: StepConfig, Kind: ErrConfig, Err: fmt.Errorf("JID %q has no localpart", cfg.JID)}
+	}
+	if err := CheckMechanisms(cfg.Mechanisms); err != nil {
+		return nil, &Error{Step: StepConfig, Domain: cfg.JID.Domainpart(), Kind: ErrConfig, Err: err}
 	}
 	tc, ok := conn.(interface{ ConnectionState() tls.ConnectionState })
 	if !ok {

@@ -2,6 +2,7 @@ package login
 
 import (
 	"crypto/tls"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -40,4 +41,29 @@ func chooseMechanism(prefs, offered, cbTypes []string, cs tls.ConnectionState, a
 		return m, true
 	}
 	return "", false
+}
+
+// KnownMechanism reports whether name is a password mechanism this package
+// implements, one that Config.Mechanisms may list (see DefaultMechanisms).
+// FAST mechanisms are not listed there: a token names its own (see
+// FASTMechanisms and Config.Token).
+func KnownMechanism(name string) bool { return slices.Contains(mechanismStrength[:], name) }
+
+// CheckMechanisms returns an error matching ErrConfig when names (a
+// Config.Mechanisms) lists a mechanism this package does not implement or
+// lists none, so that such a mistake is found before connecting rather
+// than reported as the server's refusal. A nil list is the default, valid.
+func CheckMechanisms(names []string) error {
+	if names == nil {
+		return nil
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("%w: no SASL mechanism allowed", ErrConfig)
+	}
+	for _, m := range names {
+		if !KnownMechanism(m) {
+			return fmt.Errorf("%w: unknown SASL mechanism %q (known: %s)", ErrConfig, m, strings.Join(mechanismStrength[:], ", "))
+		}
+	}
+	return nil
 }

@@ -83,14 +83,32 @@ func (n *negotiation) plan(f features.Features) (plan, error) {
 		}
 		return p, fmt.Errorf("%w: no acceptable SASL mechanism (offered %v, allowed %v)", ErrRefused, p.remote, n.cfg.Mechanisms)
 	}
-	if n.cfg.Pin != "" && !n.cfg.AllowDowngrade && Stronger(n.cfg.Pin, mech) {
+	if n.downgrade(mech, p.remote, f.ChannelBindings) {
 		return p, &DowngradeError{Pinned: n.cfg.Pin, Mechanism: mech}
+	}
+	if n.cfg.Password == "" {
+		return p, fmt.Errorf("%w: %w: %s needs it and Config.Password is empty", ErrAuth, ErrNeedPassword, mech)
 	}
 	p.mech = mech
 	if p.path == PathSASL2 && n.cfg.RequestToken && n.cfg.UserAgent.ID != "" {
 		p.reqTok, _ = ChooseFAST(f.FASTMechanisms, n.tls)
 	}
 	return p, nil
+}
+
+// downgrade reports whether mech, the best allowed mechanism of those the
+// server offers, is weaker than the account's pin: what an attacker who
+// strips the stronger mechanisms from the features would cause. When the
+// server still offers a mechanism as strong as the pin and only the
+// caller's own Config.Mechanisms leaves it out, nothing was stripped: the
+// caller chose, and the login goes on (the pin stays).
+func (n *negotiation) downgrade(mech string, offered, cbTypes []string) bool {
+	pin := n.cfg.Pin
+	if pin == "" || n.cfg.AllowDowngrade || !Stronger(pin, mech) {
+		return false
+	}
+	best, ok := chooseMechanism(DefaultMechanisms(), offered, cbTypes, n.tls, n.cfg.InsecureAllowPlain)
+	return !ok || Stronger(pin, best)
 }
 
 // checkLive verifies a plan made from cached features against the live

@@ -3,66 +3,105 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"time"
 
+	"mellium.im/xmpp/jid"
+
 	"github.com/pipebind/pipebind/cache"
 )
+
+var cacheCommand = command{name: "cache", args: []string{"show|forget", "[ACCOUNT]"}, optional: 1,
+	about: "show lists server features, stored SCRAM keys and FAST tokens (redacted), pins and message counts.\n" +
+		"forget ACCOUNT deletes what stands in for ACCOUNT's password (SCRAM keys, FAST token, pin) and\n" +
+		"the features of its server, so that the next login checks the password; with -messages, also\n" +
+		"ACCOUNT's messages, sync cursor and read markers. Neither creates a cache file."}
 
 // cacheCmd inspects (show) and deletes (forget) what the cache holds.
 // Key material is never printed: only which keys exist.
 func cacheCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("cache", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("cache", defaultCachePath(), "cache `file` (SQLite)")
-	jsonOut := fs.Bool("json", false, "print JSON (show)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pipebind cache [-cache FILE] [-json] show\n       pipebind cache [-cache FILE] forget JID\n\nshow lists server features, stored SCRAM keys (redacted) and message counts;\nforget deletes the JID's stored keys and its server's features.\n\nflags:")
-		fs.PrintDefaults()
+	path := fs.String("cache", envOr(envCache, defaultCachePath()), "cache `file` (SQLite; default $"+envCache+")")
+	jsonOut := fs.Bool("json", false, "print JSON")
+	messages := fs.Bool("messages", false, "forget: also delete the account's messages, cursor and markers")
+	pos, err := cacheCommand.parse(fs, args, stdout)
+	if err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
-		if err == nil {
-			fs.Usage()
+	switch {
+	case pos[0] == "show" && len(pos) == 1:
+	case pos[0] == "forget" && len(pos) == 2:
+	case pos[0] == "show" || pos[0] == "forget":
+		return usagef("want \"show\", or \"forget ACCOUNT\" (pipebind cache -h)")
+	default:
+		return usagef("unknown cache command %q: want show or forget", pos[0])
+	}
+	var acct jid.JID
+	if pos[0] == "forget" {
+		if acct, err = accountJID(pos[1]); err != nil {
+			return err
 		}
-		return errUsage
 	}
-	if *path == "" {
-		return errors.New("-cache: no cache file")
-	}
-	db, err := cache.Open(ctx, *path)
+	db, err := openExisting(ctx, *path)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	switch fs.Arg(0) {
-	case "show":
+	if pos[0] == "show" {
 		return cacheShow(ctx, db, *jsonOut, stdout)
-	case "forget":
-		if fs.NArg() != 2 {
-			fs.Usage()
-			return errUsage
-		}
-		j, err := accountJID(fs.Arg(1))
-		if err != nil {
-			return err
-		}
-		acct := j.Bare().String()
-		for _, forget := range []func(context.Context, string) error{db.ForgetScramKeys, db.ForgetFastToken, db.ForgetMechanismPin} {
-			if err := forget(ctx, acct); err != nil {
-				return err
-			}
-		}
-		if err := db.ForgetFeatures(ctx, j.Domainpart()); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "forgot the SCRAM keys, FAST token and mechanism pin of %s and the features of %s\n", j.Bare(), j.Domainpart())
-		return nil
 	}
-	fs.Usage()
-	return errUsage
+	return cacheForget(ctx, db, acct, *messages, *jsonOut, stdout)
+}
+
+// cacheForget deletes acct's credentials, its server's features and, with
+// messages, its messages; it is an error when nothing of acct's was
+// stored (the features of its server are then left alone).
+func cacheForget(ctx context.Context, db *cache.DB, acct jid.JID, messages, jsonOut bool, stdout io.Writer) error {
+	bare, domain := acct.Bare().String(), acct.Domainpart()
+	creds, err := db.ForgetCredentials(ctx, bare)
+	if err != nil {
+		return err
+	}
+	msgs := 0
+	if messages {
+		if msgs, err = db.ForgetMessages(ctx, bare); err != nil {
+			return err
+		}
+	}
+	if creds == 0 && msgs == 0 {
+		if n, err := db.CountMessages(ctx, bare); err == nil && n > 0 && !messages {
+			return fmt.Errorf("no credentials stored for %s in %s (it has %s: -messages deletes them)", bare, db.Path(), plural(n, "message"))
+		}
+		return fmt.Errorf("nothing stored for %s in %s", bare, db.Path())
+	}
+	_, hadFeatures, err := db.Features(ctx, domain)
+	if err != nil {
+		return err
+	}
+	if hadFeatures {
+		if err := db.ForgetFeatures(ctx, domain); err != nil {
+			return err
+		}
+	}
+	if jsonOut {
+		return json.NewEncoder(stdout).Encode(struct {
+			Account     string `json:"account"`
+			Credentials int    `json:"credentials"`
+			Features    bool   `json:"features"`
+			Messages    int    `json:"messages"`
+		}{bare, creds, hadFeatures, msgs})
+	}
+	fmt.Fprintf(stdout, "forgot %s of %s (SCRAM keys, FAST token, pin)", plural(creds, "credential"), bare)
+	if hadFeatures {
+		fmt.Fprintf(stdout, " and the features of %s", domain)
+	}
+	if messages {
+		fmt.Fprintf(stdout, ", and %s", plural(msgs, "message"))
+	}
+	fmt.Fprintln(stdout)
+	return nil
 }
 
 func cacheShow(ctx context.Context, db *cache.DB, jsonOut bool, w io.Writer) error {

@@ -17,9 +17,10 @@ import (
 	"github.com/pipebind/pipebind/internal/xmpptest"
 )
 
-// TestCLINoSecrets (issue 7, item 4): probe (JSON, debug log on), sync and
-// cache show (text and JSON), with PLAIN, SCRAM (derived and cached keys) and
-// FAST, and a probe with a wrong password: no output, standard or error,
+// TestCLINoSecrets (issue 7, item 4; issue 16, item 5): probe (JSON,
+// debug log and wire trace on), sync (with -trace) and cache show (text
+// and JSON), with PLAIN, SCRAM (derived and cached keys) and FAST, and a
+// probe with a wrong password: no output, standard or error,
 // holds the password, the PLAIN payload, a SCRAM ClientKey or ServerKey or a
 // FAST token (read back from the cache file), raw, hex or base64. The cache
 // file and its -wal and -shm are 0600.
@@ -69,16 +70,16 @@ func TestCLINoSecrets(t *testing.T) {
 		common := []string{"-addr", tc.srv.DirectTLSAddr(), "-tls", "direct", "-ca", ca, "-cache", db}
 		t.Setenv("PIPEBIND_PASSWORD", password)
 		for _, mech := range tc.mechs {
-			runCLI(true, append(append([]string{"probe", "-json", "-v", "-mech", mech}, common...), "alice@localhost")...)
+			runCLI(true, append(append([]string{"probe", "-json", "-v", "-trace", "-mech", mech}, common...), "alice@localhost")...)
 		}
-		runCLI(true, append(append([]string{"sync", "-json", "-v"}, common...), "alice@localhost")...)
+		runCLI(true, append(append([]string{"sync", "-json", "-v", "-trace"}, common...), "alice@localhost")...)
 		runCLI(true, "cache", "-cache", db, "show")
 		runCLI(true, "cache", "-cache", db, "-json", "show")
 		// A wrong password, with a cache of its own (a token would stand
 		// in for the password).
 		t.Setenv("PIPEBIND_PASSWORD", "a-wrong-cli-secret")
 		common[len(common)-1] = filepath.Join(dir, fmt.Sprintf("wrong%d.db", i))
-		runCLI(false, append(append([]string{"probe", "-json", "-v", "-mech", "SCRAM-SHA-256,PLAIN"}, common...), "alice@localhost")...)
+		runCLI(false, append(append([]string{"probe", "-json", "-v", "-trace", "-mech", "SCRAM-SHA-256,PLAIN"}, common...), "alice@localhost")...)
 
 		h, err := sql.Open("sqlite3", "file:"+db+"?mode=ro")
 		if err != nil {
@@ -122,6 +123,16 @@ func TestCLINoSecrets(t *testing.T) {
 	if !strings.Contains(out.String(), `"mechanism":"SCRAM-SHA-256"`) || !strings.Contains(out.String(), `"fast":true`) ||
 		!strings.Contains(out.String(), "DBG") {
 		t.Fatalf("the output lacks the probe's JSON or debug log:\n%s", &out)
+	}
+	// The trace is there, both directions, the login and the archive, its
+	// SASL payloads redacted (and, below, no secret in any form).
+	for _, want := range []string{"> <authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>[redacted",
+		"> <authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-256'>", "> <authenticate xmlns='urn:xmpp:sasl:2' mechanism='HT-SHA-256-",
+		"< <success xmlns='urn:xmpp:sasl:2'>", "< <failure xmlns='urn:xmpp:sasl:2'><not-authorized",
+		"< <message", "urn:xmpp:mam:2", "> </stream:stream>"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the -trace output lacks %q", want)
+		}
 	}
 	for name, v := range secrets {
 		for form, s := range map[string]string{

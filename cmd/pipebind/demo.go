@@ -26,23 +26,22 @@ type demoRun struct {
 	info client.Info
 }
 
+var demoCommand = command{name: "demo",
+	about: "Starts an XMPP server on loopback (classic, XEP-0386 v0.3.0 draft and SASL2 + Bind 2)\n" +
+		"with an emulated round-trip time, and logs in with each path, cold and warm cache."}
+
 // demo starts the in-process server on loopback with an emulated round-trip
 // time and logs in with each path, cold and warm, then prints a table and a
 // waterfall of the round trips.
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	rtt := fs.Duration("rtt", 50*time.Millisecond, "emulated network round-trip `time` (split evenly between the two directions)")
 	mech := fs.String("mech", "PLAIN", "SASL `mechanism`: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-1")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pipebind demo [flags]\n\nStarts an XMPP server on loopback (classic, XEP-0386 v0.3.0 draft and SASL2 + Bind 2)\nwith an emulated round-trip time, and logs in with each path, cold and warm cache.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
-		return errUsage
+	if _, err := demoCommand.parse(fs, args, stdout); err != nil {
+		return err
 	}
 	if *rtt < 0 || *rtt > 2*time.Second {
-		return fmt.Errorf("-rtt %s: want 0 to 2s", *rtt)
+		return usagef("-rtt %s: want 0 to 2s", *rtt)
 	}
 	const password = "demo-password"
 	srv := xmpptest.NewServer(xmpptest.Config{

@@ -35,7 +35,18 @@ func TestDemo(t *testing.T) {
 	if strings.Contains(out, "demo-password") {
 		t.Error("the demo prints the password")
 	}
-	if code := run(ctx, []string{"demo", "-rtt", "-1s"}, &stdout, &stderr); code != 1 {
+	// The README's "first contact: 2 with PLAIN, 3 with SCRAM (the
+	// default)"; warm, the FAST token the first login obtained: 1.
+	stdout.Reset()
+	if code := run(ctx, []string{"demo", "-rtt", "2ms", "-mech", "SCRAM-SHA-256"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("demo SCRAM: exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{`sasl2\s+cold\s+3\s.*network`, `sasl2\s+warm\s+1\s.*cache`} {
+		if !regexp.MustCompile(want).MatchString(stdout.String()) {
+			t.Errorf("demo -mech SCRAM-SHA-256 output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if code := run(ctx, []string{"demo", "-rtt", "-1s"}, &stdout, &stderr); code != exitUsage {
 		t.Errorf("negative -rtt: exit %d", code)
 	}
 }

@@ -7,7 +7,8 @@ import (
 )
 
 // TestMain fails the test binary when a goroutine started by a test is still
-// running after all tests have finished (issue 7, item 6).
+// running after all tests have finished (issue 7, item 6), and removes the
+// pipebind binary the CLI tests built.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { removeBin() }))
 }

@@ -103,17 +103,69 @@ func TestIntegrationProbeProsody(t *testing.T) {
 		t.Errorf("probe -resume: %v, after the cut %+v; want resumed with the FAST token: %s", err, resumed.After, stdout.String())
 	}
 
-	// A wrong password: exit 1 and a one-line error (without the token,
-	// which would still log in).
-	args = append([]string{"probe", "-no-fast"}, args[1:]...)
+	// The caller's own -mech is not a downgrade (issue 16, item 3): pinned
+	// to the best mechanism Prosody offers, -mech SCRAM-SHA-1 logs in with
+	// it; with a token, the probe says the token logged in instead.
+	pinned := []string{"probe", "-json", "-addr", srv.DirectTLSAddr, "-tls", "direct", "-ca", ca, "-cache", filepath.Join(dir, "pin.db"), "alice@" + srv.Domain}
+	for i, tc := range []struct {
+		extra []string
+		mech  string
+		note  bool
+	}{{[]string{"-no-fast"}, "SCRAM-SHA-", false}, {[]string{"-no-fast", "-mech", "SCRAM-SHA-1"}, "SCRAM-SHA-1", false},
+		{nil, "SCRAM-SHA-", false}, {[]string{"-mech", "SCRAM-SHA-1"}, "HT-SHA-256-", true}} {
+		stdout.Reset()
+		stderr.Reset()
+		code := run(ctx, cmdline(pinned, tc.extra), &stdout, &stderr) // flags after the account
+		var got struct{ Mechanism string }
+		if err := json.Unmarshal(stdout.Bytes(), &got); code != 0 || err != nil || !strings.HasPrefix(got.Mechanism, tc.mech) ||
+			(i == 0 && !strings.HasSuffix(got.Mechanism, "-PLUS")) || (i == 1 && got.Mechanism != "SCRAM-SHA-1") ||
+			strings.Contains(stderr.String(), "-mech chooses") != tc.note {
+			t.Errorf("probe %v: exit %d, mechanism %q, stderr %q; want %s…", tc.extra, code, got.Mechanism, stderr.String(), tc.mech)
+		}
+	}
+
+	// Flags that do not match the server: the TLS class, and a hint that
+	// names the flag to change (issue 16, item 5).
+	for _, tc := range []struct {
+		name string
+		args []string
+		hint string
+	}{
+		{"direct on the STARTTLS port", []string{"-addr", srv.C2SAddr, "-tls", "direct", "-ca", ca}, "-tls starttls"},
+		{"STARTTLS on the Direct TLS port", []string{"-addr", srv.DirectTLSAddr, "-tls", "starttls", "-ca", ca}, "-tls direct"},
+		{"unknown CA", []string{"-addr", srv.DirectTLSAddr, "-tls", "direct"}, "-ca FILE"},
+	} {
+		stderr.Reset()
+		code := run(ctx, cmdline([]string{"probe", "-cache", ""}, tc.args, []string{"alice@" + srv.Domain}), &stdout, &stderr)
+		if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); code != exitTLS || len(lines) != 2 || !strings.Contains(lines[1], tc.hint) ||
+			strings.Contains(lines[0], "tls: tls:") {
+			t.Errorf("%s: exit %d: %s; want %d and a hint naming %s", tc.name, code, stderr.String(), exitTLS, tc.hint)
+		}
+	}
+
+	// A wrong password: the cached token still logs in, and the probe
+	// says the password was not checked (issue 16, item 1).
 	t.Setenv("PIPEBIND_PASSWORD", "wrong")
 	stdout.Reset()
-	stderr.Reset()
-	if code := run(ctx, args, &stdout, &stderr); code != 1 {
-		t.Fatalf("wrong password: exit %d", code)
+	if code := run(ctx, args, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), `"password_checked":false`) ||
+		!strings.Contains(stdout.String(), `"credential":"fast-token"`) {
+		t.Fatalf("wrong password with a token: exit %d: %s", code, stdout.String())
 	}
-	if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n"); lines != 0 || !strings.Contains(stderr.String(), "not-authorized") {
-		t.Errorf("wrong password: stderr %q, want one line with not-authorized", stderr.String())
+	// Checked (without the token, PLAIN sends it): exit 5, one error line
+	// naming the condition, then a hint.
+	for _, extra := range []string{"-no-fast", "-verify-password"} {
+		stdout.Reset()
+		stderr.Reset()
+		if code := run(ctx, append([]string{"probe", extra}, args[1:]...), &stdout, &stderr); code != exitAuth {
+			t.Fatalf("wrong password %s: exit %d: %s", extra, code, stderr.String())
+		}
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		if len(lines) != 2 || !strings.Contains(lines[0], "not-authorized") || !strings.Contains(lines[1], "hint:") {
+			t.Errorf("wrong password %s: stderr %q, want an error line with not-authorized and a hint", extra, stderr.String())
+		}
+		if !strings.Contains(stdout.String(), `"class":"auth"`) {
+			t.Errorf("wrong password %s: -json printed %q", extra, stdout.String())
+		}
 	}
 }
 

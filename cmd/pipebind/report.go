@@ -26,6 +26,12 @@ type report struct {
 	Carbons    bool          `json:"carbons"`
 	ScramCache bool          `json:"scram_keys_cached"`
 	FAST       bool          `json:"fast"`
+	// PasswordChecked is false when a FAST token or cached SCRAM keys
+	// stood in for the password: the login says nothing about it
+	// (-verify-password checks it). Credential names what logged in:
+	// password, fast-token or scram-keys.
+	PasswordChecked bool   `json:"password_checked"`
+	Credential      string `json:"credential"`
 	// FASTRejected is the condition of a refused token (the password was
 	// used instead).
 	FASTRejected string `json:"fast_rejected,omitempty"`
@@ -40,9 +46,13 @@ type report struct {
 	// did not report them, [] when it tracks unreads and there are none.
 	LatestID *string        `json:"latest_id"`
 	Unreads  []login.Unread `json:"unreads"`
+	// CacheFault is what was wrong with the cache file (null when
+	// nothing), Warnings every warning of the client (without -v).
+	CacheFault *cacheFault `json:"cache_fault"`
+	Warnings   []string    `json:"warnings"`
 }
 
-func newReport(info client.Info) report {
+func newReport(info client.Info, warn *warnings) report {
 	var latest *string
 	var unreads []login.Unread
 	if d := info.Draft; d != nil {
@@ -51,31 +61,36 @@ func newReport(info client.Info) report {
 		}
 		unreads = d.Unreads
 	}
-	return report{
-		LatestID:     latest,
-		Unreads:      unreads,
-		JID:          info.JID.String(),
-		Path:         info.Path,
-		Features:     info.Source,
-		Mechanism:    info.Mechanism,
-		RoundTrips:   info.RoundTrips,
-		StartTLSRT:   info.StartTLSRoundTrips,
-		Attempts:     info.Attempts,
-		Addr:         info.Addr,
-		DirectTLS:    info.DirectTLS,
-		TLSVersion:   info.TLSVersion,
-		SM:           info.SM,
-		Carbons:      info.Carbons,
-		ScramCache:   info.ScramKeysCached,
-		FAST:         info.FAST,
-		FASTRejected: info.TokenRejected,
-		FASTIssued:   redacted(info.NewToken),
-		Resumed:      info.Resumed,
-		ResumeFailed: info.ResumeFailed,
-		BytesOut:     info.BytesOut,
-		BytesIn:      info.BytesIn,
+	r := report{
+		LatestID:        latest,
+		Unreads:         unreads,
+		JID:             info.JID.String(),
+		Path:            info.Path,
+		Features:        info.Source,
+		Mechanism:       info.Mechanism,
+		RoundTrips:      info.RoundTrips,
+		StartTLSRT:      info.StartTLSRoundTrips,
+		Attempts:        info.Attempts,
+		Addr:            info.Addr,
+		DirectTLS:       info.DirectTLS,
+		TLSVersion:      info.TLSVersion,
+		SM:              info.SM,
+		Carbons:         info.Carbons,
+		ScramCache:      info.ScramKeysCached,
+		FAST:            info.FAST,
+		PasswordChecked: info.PasswordChecked(),
+		Credential:      info.Credential(),
+		CacheFault:      newCacheFault(info.CacheFault),
+		Warnings:        []string{},
+		FASTRejected:    info.TokenRejected,
+		FASTIssued:      redacted(info.NewToken),
+		Resumed:         info.Resumed,
+		ResumeFailed:    info.ResumeFailed,
+		BytesOut:        info.BytesOut,
+		BytesIn:         info.BytesIn,
 		TimingsMS: map[string]float64{
 			"cache":    ms(info.Timings.Cache),
+			"wait":     ms(info.Timings.CacheWait),
 			"lookup":   ms(info.Timings.Lookup),
 			"dial":     ms(info.Timings.Connect),
 			"starttls": ms(info.Timings.StartTLS),
@@ -84,6 +99,10 @@ func newReport(info client.Info) report {
 			"total":    ms(info.Timings.Total),
 		},
 	}
+	if warn != nil {
+		r.Warnings = warn.list()
+	}
+	return r
 }
 
 // redacted drops a token's secret (Info never holds it; belt and braces).
@@ -96,8 +115,10 @@ func redacted(t *login.Token) *login.Token {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// printReport writes the human-readable report of one login.
-func printReport(w io.Writer, info client.Info) {
+// printReport writes the human-readable report of one login; given says
+// that the user gave a password ($PIPEBIND_PASSWORD), which a token or
+// cached keys may have left unchecked.
+func printReport(w io.Writer, info client.Info, given bool) {
 	tlsMode := "STARTTLS"
 	if info.DirectTLS {
 		tlsMode = "Direct TLS"
@@ -134,6 +155,7 @@ func printReport(w io.Writer, info client.Info) {
 		scram = " (FAST token: no password)"
 	}
 	fmt.Fprintf(w, "  mechanism    %s%s\n", info.Mechanism, scram)
+	fmt.Fprintf(w, "  password     %s\n", passwordLine(info, given))
 	if info.TokenRejected != "" {
 		fmt.Fprintf(w, "  fast         token refused (%s); password used, token deleted\n", info.TokenRejected)
 	}
@@ -168,6 +190,21 @@ func printReport(w io.Writer, info client.Info) {
 	}
 	fmt.Fprintln(w, "  waterfall")
 	waterfall(w, info.Timings)
+}
+
+// passwordLine says plainly whether the server checked the password.
+func passwordLine(info client.Info, given bool) string {
+	if info.PasswordChecked() {
+		return "checked by the server"
+	}
+	by := "a FAST token from the cache"
+	if !info.FAST {
+		by = "SCRAM keys from the cache"
+	}
+	if given {
+		return "NOT checked: " + by + " logged in, the password given was not used (-verify-password checks it)"
+	}
+	return "not used: " + by + " logged in (-verify-password checks the password)"
 }
 
 // waterfall draws the phases of a login on one time axis. The cache reads

@@ -3,19 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
-	"golang.org/x/term"
 	"mellium.im/xmpp/jid"
 
 	"github.com/pipebind/pipebind/cache"
-	"github.com/pipebind/pipebind/client"
 	"github.com/pipebind/pipebind/mamsync"
 )
 
@@ -35,6 +31,12 @@ type syncSummary struct {
 	Gap               *cache.Gap `json:"gap,omitempty"`
 	Unreads           []unread   `json:"unreads"`
 	SyncMS            float64    `json:"sync_ms"`
+	// ReadyMS is from the start of the login to ready: logged in, the store
+	// level, unread counts known (client.Timings.Ready).
+	ReadyMS float64 `json:"ready_ms"`
+	// InLoginWrite reports that the archive's first page and the markers
+	// were asked in the login's own write (answered in its round trip).
+	InLoginWrite bool `json:"in_login_write"`
 }
 
 type unread struct {
@@ -46,39 +48,33 @@ type unread struct {
 
 // syncCmd logs in, reconciles the local message cache with the archive and
 // prints a summary.
+var syncCommand = command{name: "sync", args: []string{"ACCOUNT"},
+	about: "Logs in and brings the local message cache (-cache) level with the server's archive.\n" +
+		"The password comes from $" + envPassword + " or a terminal prompt."}
+
 func syncCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sync", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var pf probeFlags
 	pf.register(fs)
 	page := fs.Int("page", 0, "MAM page `size` to ask for (0: 250; the server caps it)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pipebind sync [flags] JID\n\nLogs in and brings the local message cache (-cache) level with the server's archive.\nThe password comes from $PIPEBIND_PASSWORD or a terminal prompt.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	j, err := parseAccount(fs, args)
+	j, _, err := syncCommand.parseAccount(fs, args, stdout)
 	if err != nil {
 		return err
 	}
-	if pf.cache == "" {
-		return errors.New("-cache: a cache file is needed to sync into")
-	}
-	cfg, err := pf.config(ctx, j, stderr)
-	if err != nil {
+	if err := atLeastZero("-page", *page, "the default"); err != nil {
 		return err
 	}
-	db, err := cache.Open(ctx, pf.cache)
+	cfg, db, err := pf.configWithCache(ctx, j, stderr)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	cfg.Cache, cfg.CachePath = db, ""
 	cfg.SyncPageSize = *page
 	bar := newProgress(stderr, pf.jsonOut)
 	cfg.OnSyncProgress = bar.update
 
 	start := time.Now()
-	c, err := client.Dial(ctx, cfg)
+	c, err := pf.dial(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -94,6 +90,8 @@ func syncCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	sum := newSyncSummary(j, rep, states, elapsed)
+	info := c.Info()
+	sum.ReadyMS, sum.InLoginWrite = ms(info.Timings.Ready), info.AfterAuthSent
 	if pf.jsonOut {
 		return json.NewEncoder(stdout).Encode(sum)
 	}
@@ -101,10 +99,13 @@ func syncCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "  server latest  %s\n", orNone(sum.LatestID))
 	fmt.Fprintf(stdout, "  local before   %s\n", orNone(sum.LocalLatestID))
 	fmt.Fprintf(stdout, "  local now      %s\n", orNone(sum.Cursor))
-	if !sum.Queried {
+	switch {
+	case !sum.Queried:
 		fmt.Fprintln(stdout, "  archive        level with the cache: no MAM query sent")
-	} else {
-		fmt.Fprintf(stdout, "  fetched        %d in %d pages, %d stored, %d duplicates dropped, %d live\n", sum.Fetched, sum.Pages, sum.Stored, sum.DuplicatesDropped, sum.Live)
+	case sum.Fetched == 0 && sum.InLoginWrite:
+		fmt.Fprintln(stdout, "  archive        level with the cache (one empty page, asked in the login's write)")
+	default:
+		fmt.Fprintf(stdout, "  fetched        %d in %s, %d stored, %d duplicates dropped, %d live\n", sum.Fetched, plural(sum.Pages, "page"), sum.Stored, sum.DuplicatesDropped, sum.Live)
 	}
 	if sum.Gap != nil {
 		fmt.Fprintf(stdout, "  GAP            the archive expired after %s: messages before %s may be missing\n", sum.Gap.AfterID, sum.Gap.BeforeID)
@@ -119,6 +120,7 @@ func syncCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		fmt.Fprintf(stdout, "  %-14s %s: %d\n", label, u.JID, u.Count)
 	}
+	fmt.Fprintf(stdout, "  ready          %.1f ms after the login began (logged in, store level, unreads known)\n", sum.ReadyMS)
 	fmt.Fprintf(stdout, "  took           %.1f ms (login and sync)\n", sum.SyncMS)
 	return nil
 }
@@ -141,49 +143,68 @@ func newSyncSummary(j jid.JID, rep mamsync.Report, states []cache.PeerState, ela
 }
 
 // progress draws a bar on a terminal, plain lines otherwise, nothing with
-// -json (stdout carries the object; progress goes to stderr).
+// -json (stdout carries the object; progress goes to stderr). When the
+// server gave no total (Prosody does not), the bar shows what was fetched
+// and is drawn full when the sync is done.
 type progress struct {
 	w     io.Writer
 	tty   bool
 	quiet bool
 	last  time.Time
 	drawn bool
+	cur   mamsync.Progress
 }
 
 func newProgress(w io.Writer, quiet bool) *progress {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
-	return &progress{w: w, tty: tty, quiet: quiet}
+	return &progress{w: w, tty: isTerminal(w), quiet: quiet}
 }
 
 func (p *progress) update(pr mamsync.Progress) {
 	if p.quiet {
 		return
 	}
+	p.cur = pr
 	if !p.tty {
 		if time.Since(p.last) < time.Second && p.drawn {
 			return
 		}
 		p.last, p.drawn = time.Now(), true
-		fmt.Fprintf(p.w, "sync: %d pages, %d fetched, %d stored\n", pr.Pages, pr.Fetched, pr.Stored)
+		fmt.Fprintf(p.w, "sync: %s, %d fetched, %d stored\n", plural(pr.Pages, "page"), pr.Fetched, pr.Stored)
 		return
 	}
+	p.draw(pr.Expected)
+}
+
+// draw draws the bar against expected messages (0: unknown; -1: done).
+func (p *progress) draw(expected int) {
 	const width = 30
+	pr := p.cur
 	bar := strings.Repeat("·", width)
 	pct := ""
-	if pr.Expected > 0 {
-		n := min(pr.Fetched*width/pr.Expected, width)
+	switch {
+	case expected < 0:
+		bar, pct = strings.Repeat("█", width), " 100%"
+	case expected > 0:
+		n := min(pr.Fetched*width/expected, width)
 		bar = strings.Repeat("█", n) + strings.Repeat("·", width-n)
-		pct = fmt.Sprintf(" %3d%%", min(pr.Fetched*100/pr.Expected, 100))
+		pct = fmt.Sprintf(" %3d%%", min(pr.Fetched*100/expected, 100))
 	}
-	fmt.Fprintf(p.w, "\r[%s]%s %d fetched, %d stored, %d pages ", bar, pct, pr.Fetched, pr.Stored, pr.Pages)
+	fmt.Fprintf(p.w, "\r[%s]%s %d fetched, %d stored, %s ", bar, pct, pr.Fetched, pr.Stored, plural(pr.Pages, "page"))
 	p.drawn = true
 }
 
+// done ends the bar: full, since everything there was is fetched.
 func (p *progress) done() {
 	if p.tty && p.drawn && !p.quiet {
+		p.draw(-1)
 		fmt.Fprintln(p.w)
 	}
+}
+
+// plural writes n and noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -20,10 +20,11 @@ import (
 )
 
 // XEP-0484: Fast Authentication Streamlining Tokens, with the Hashed Token
-// SASL mechanisms of draft-schmaus-kitten-sasl-ht (HT-SHA-256-*):
+// SASL mechanisms of draft-schmaus-kitten-sasl-ht (HT-SHA-256-* and the
+// other hashes of fast_ht.go):
 //
-//	client: authcid NUL HMAC-SHA-256(token, "Initiator" || cb-data)
-//	server: HMAC-SHA-256(token, "Responder" || cb-data)  (SASL2 additional data)
+//	client: authcid NUL HMAC-H(token, "Initiator" || cb-data)
+//	server: HMAC-H(token, "Responder" || cb-data)  (SASL2 additional data)
 //
 // cb-data is empty for -NONE, RFC 9266 tls-exporter for -EXPR, RFC 5929
 // tls-server-end-point for -ENDP and tls-unique for -UNIQ (TLS 1.2 only).
@@ -56,19 +57,10 @@ var defaultFASTMechanisms = []string{"HT-SHA-256-NONE", "HT-SHA-256-EXPR", "HT-S
 const fastExpiry = "2006-01-02T15:04:05.000000Z07:00"
 
 // htChannelBinding maps an implemented HT mechanism to its channel-binding
-// type ("" for none).
+// type ("" for none); fast_ht.go names the mechanisms.
 func htChannelBinding(mech string) (cb string, ok bool) {
-	switch mech {
-	case "HT-SHA-256-NONE":
-		return "", true
-	case "HT-SHA-256-EXPR":
-		return "tls-exporter", true
-	case "HT-SHA-256-ENDP":
-		return "tls-server-end-point", true
-	case "HT-SHA-256-UNIQ":
-		return "tls-unique", true
-	}
-	return "", false
+	cb, _, ok = htMechanism(mech)
+	return cb, ok
 }
 
 type fastKey struct {
@@ -184,7 +176,7 @@ func (s *Server) verifyFAST(k fastKey, a *fastAuth, initiator, cbData []byte, cf
 	}()
 	now := s.nowLocked()
 	for i, tok := range []*fastToken{slots.next, slots.cur} {
-		if tok == nil || !hmac.Equal(htHash(tok.secret, "Initiator", cbData), initiator) {
+		if tok == nil || !hmac.Equal(htHash(a.mech, tok.secret, "Initiator", cbData), initiator) {
 			continue
 		}
 		isNext := i == 0
@@ -213,14 +205,15 @@ func (s *Server) verifyFAST(k fastKey, a *fastAuth, initiator, cbData []byte, cf
 			slots.cur = nil
 		}
 		rotate := !a.invalidate && (cfg.FASTRotate || tok.expires.Sub(now) < cfg.FASTTokenLifetime/2)
-		return htHash(tok.secret, "Responder", cbData), rotate, nil
+		return htHash(a.mech, tok.secret, "Responder", cbData), rotate, nil
 	}
 	return nil, false, errNotAuthorized
 }
 
-// htHash is HMAC-SHA-256(token, label || cb-data).
-func htHash(token, label string, cbData []byte) []byte {
-	m := hmac.New(sha256.New, []byte(token))
+// htHash is HMAC-H(token, label || cb-data), H the hash of mechanism mech.
+func htHash(mech, token, label string, cbData []byte) []byte {
+	_, h, _ := htMechanism(mech)
+	m := hmac.New(h, []byte(token))
 	m.Write([]byte(label))
 	m.Write(cbData)
 	return m.Sum(nil)
