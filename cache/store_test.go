@@ -29,6 +29,7 @@ func fullFeatures() Features {
 		SM:              true,
 		CSI:             true,
 		NoPipeline:      true,
+		TLSGroup:        29,
 	}
 }
 
