@@ -30,6 +30,7 @@ func fullFeatures() Features {
 		CSI:             true,
 		NoPipeline:      true,
 		TLSGroup:        29,
+		FastOpenDropped: 1764892800,
 	}
 }
 

@@ -84,6 +84,13 @@ type Features struct {
 	// the login. A changed group makes Equal false, so the entry is
 	// rewritten, but it never makes a login fail or retry.
 	TLSGroup uint16 `json:"tls_group,omitempty"`
+	// FastOpenDropped is when (Unix seconds) a login's SYN carrying data
+	// (TCP Fast Open) got no answer and was sent again without data: a
+	// path that drops such SYNs, as some middleboxes do, or a lost
+	// packet. Not a stream feature either: package client dials the
+	// server without Fast Open for a while after it, and login carries it
+	// over from the cached features, as NoPipeline.
+	FastOpenDropped int64 `json:"tfo_dropped,omitempty"`
 }
 
 // Normalize puts f in its canonical form, in place: Domain is lower-cased,

@@ -445,6 +445,9 @@ func (n *negotiation) run(ctx context.Context, r *reader) error {
 	n.res.Features = live
 	n.res.Features.NoPipeline = n.cfg.Features != nil && n.cfg.Features.NoPipeline
 	n.res.Features.TLSGroup = tlsGroup(n.tls)
+	if n.cfg.Features != nil {
+		n.res.Features.FastOpenDropped = n.cfg.Features.FastOpenDropped
+	}
 	n.res.Mechanism = p.mech
 	switch p.path {
 	case PathSASL2:
