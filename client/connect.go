@@ -186,16 +186,22 @@ func isNotTLS(err error) bool {
 
 func connectOne(ctx context.Context, cfg Config, t target, adv *advice, info *Info, log zerolog.Logger) (tlsConn, error) {
 	domain := cfg.JID.Domainpart()
-	dial, backoff := dialFunc(cfg, adv) // may wait for the cache: CacheWait
 	connStart := time.Now()
-	raw, err := dial(ctx, "tcp", t.addr)
+	// With Fast Open and a cookie, connect returns before the SYN has
+	// left: it leaves with the first write (the stream header, or the
+	// ClientHello).
+	raw, err := dialFunc(cfg)(ctx, "tcp", t.addr)
+	info.Timings.Connect = time.Since(connStart)
+	var fastOpen, backoff bool
+	if err == nil {
+		raw, fastOpen, backoff, err = checkFastOpen(ctx, cfg, adv, raw, t.addr, &info.Timings.Connect)
+	}
 	if cfg.Trace != nil && cfg.Trace.ConnectDone != nil {
 		cfg.Trace.ConnectDone(t.addr, err)
 	}
 	if err != nil {
 		return tlsConn{}, login.NewError(ctx, login.StepConnect, domain, login.ErrConnection, err)
 	}
-	info.Timings.Connect = time.Since(connStart)
 	info.Addr = t.addr
 	if tc, ok := raw.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
@@ -205,9 +211,6 @@ func connectOne(ctx context.Context, cfg Config, t target, adv *advice, info *In
 			_ = setUserTimeout(tc, idle+timeout)
 		}
 	}
-	// With Fast Open, connect returned before the SYN left: it leaves
-	// with the first write (the stream header, or the ClientHello).
-	fastOpen := fastOpenRequested(raw)
 	var tc tlsConn
 	tc.direct = t.direct
 	if !t.direct {

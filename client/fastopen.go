@@ -35,9 +35,10 @@ type FastOpen struct {
 	// Fail is why the SYN carried no data, or carried data that was not
 	// accepted, when the kernel says (zero otherwise).
 	Fail FastOpenFail `json:"fail,omitempty"`
-	// Backoff: the default dialer did not ask for Fast Open because a
-	// login to this server less than an hour ago had its SYN with data
-	// dropped (FastOpenSYNRetransmitted).
+	// Backoff: Fast Open was not used because a login to this server
+	// less than an hour ago had its SYN with data dropped
+	// (FastOpenSYNRetransmitted): the default dialer's deferred connect,
+	// which had sent nothing yet, was dropped for one without Fast Open.
 	Backoff bool `json:"backoff,omitempty"`
 }
 
@@ -190,23 +191,41 @@ func applyKeySharePolicy(c *tls.Config, cfg Config, cached *cache.Features, fast
 // logins one round trip slower.
 const fastOpenBackoff = time.Hour
 
-// dialFunc is Config.DialFunc, or the default dialer; backoff reports that
-// Fast Open is off because of a recent drop (fastOpenBackoff). The default
-// dialer waits for the cached features: with Fast Open nothing leaves
-// before the first write, which waits for them anyway (the key shares).
-func dialFunc(cfg Config, adv *advice) (dial func(ctx context.Context, network, addr string) (net.Conn, error), backoff bool) {
-	var d net.Dialer
+// dialFunc is Config.DialFunc, or the default dialer.
+func dialFunc(cfg Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	switch {
 	case cfg.DialFunc != nil:
-		return cfg.DialFunc, false
+		return cfg.DialFunc
 	case cfg.NoFastOpen || !fastOpenSupported:
-		return d.DialContext, false
+		var d net.Dialer
+		return d.DialContext
+	}
+	return dialFastOpen
+}
+
+// checkFastOpen reports whether raw, just connected to addr, asked for
+// Fast Open, and whether Fast Open is off because of a recent drop
+// (fastOpenBackoff). The cached features are waited for only here, once a
+// Fast Open socket is connected: its first write (the ClientHello) depends
+// on them anyway, and a connect that sent its SYN (no cookie yet) overlaps
+// the wait. A deferred connect to a server in backoff has sent nothing
+// yet: it is closed and addr dialed again without Fast Open, and the time
+// that takes added to *connect.
+func checkFastOpen(ctx context.Context, cfg Config, adv *advice, raw net.Conn, addr string, connect *time.Duration) (c net.Conn, fastOpen, backoff bool, err error) {
+	if !fastOpenRequested(raw) {
+		return raw, false, false, nil
 	}
 	adv.needFeatures()
-	if f := adv.features; f != nil && time.Since(time.Unix(f.FastOpenDropped, 0)) < fastOpenBackoff {
-		return d.DialContext, true
+	f := adv.features
+	if cfg.DialFunc != nil || f == nil || time.Since(time.Unix(f.FastOpenDropped, 0)) >= fastOpenBackoff || !synPending(raw) {
+		return raw, true, false, nil
 	}
-	return dialFastOpen, false
+	raw.Close()
+	start := time.Now()
+	var d net.Dialer
+	c, err = d.DialContext(ctx, "tcp", addr)
+	*connect += time.Since(start)
+	return c, false, true, err
 }
 
 // fastOpenDropped is the features' FastOpenDropped to record after a

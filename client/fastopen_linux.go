@@ -86,6 +86,13 @@ func fastOpenRequested(c net.Conn) bool {
 	return v != 0
 }
 
+// synPending reports that c's connect was deferred (Fast Open with a
+// cookie) and nothing has been sent yet: no SYN has left.
+func synPending(c net.Conn) bool {
+	info, _, ok := tcpInfo(c)
+	return ok && info.State == tcpSYNSent && info.Segs_out == 0
+}
+
 // fastOpenState reads what the kernel says about Fast Open on c, once its
 // SYN-ACK has been processed (after the TLS handshake).
 func fastOpenState(c net.Conn) FastOpen {

@@ -18,3 +18,5 @@ func fastOpenRequested(net.Conn) bool { return false }
 func fastOpenState(net.Conn) FastOpen { return FastOpen{} }
 
 func notConnected(net.Conn, error) bool { return false }
+
+func synPending(net.Conn) bool { return false }
