@@ -74,7 +74,8 @@ type Config struct {
 	// Fast Open unless NoFastOpen. Tests use it to inject delays and
 	// faults. A DialFunc decides Fast Open itself: its net.Dialer can use
 	// FastOpenControl; the client reads from the socket whether it asked
-	// (Info.FastOpen), and plans the ClientHello accordingly.
+	// (Info.FastOpen), and plans the ClientHello accordingly, but leaves
+	// the backoff after a dropped SYN (FastOpen.Backoff) to it.
 	DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 	// NoFastOpen turns TCP Fast Open (RFC 7413) off. It is on by default on
 	// Linux: the default dialer sets TCP_FASTOPEN_CONNECT, so the SYN
