@@ -91,8 +91,9 @@ func (p *fastOpenPath) dial(t *testing.T, cfg client.Config) (*client.Client, pa
 // data in the SYN, the first login gets a cookie; the second sends an
 // X25519-only ClientHello (the cache says Prosody on OpenSSL 3.0
 // negotiates X25519) in the SYN, the server accepts it, and TCP, TLS and
-// the FAST login take two round trips in all. With NoFastOpen, no data
-// rides in the SYN.
+// the FAST login take two round trips in all. A day on, one login offers
+// the default (post-quantum) groups again and the cache is refreshed. With
+// NoFastOpen, no data rides in the SYN.
 func TestIntegrationFastOpen(t *testing.T) {
 	p := newFastOpenPath(t, 50*time.Millisecond)
 	db := openCache(t)
@@ -128,6 +129,27 @@ func TestIntegrationFastOpen(t *testing.T) {
 			t.Errorf("warm login %d: FAST %v, %d round trips after TLS, %d flights on the path; want FAST, 1 and 2", i, in.FAST, in.RoundTrips, st.Flights)
 		}
 		t.Logf("warm login %d: connect+TLS %v, login %v, total %v (RTT %v)", i, in.Timings.Connect+in.Timings.TLS, in.Timings.Login, in.Timings.Total, p.rtt)
+		c.Close()
+	}
+
+	// A day later (the cache says so) one login offers Go's default
+	// groups again, to find a server that gained ML-KEM; Prosody still
+	// picks X25519, and the entry is rewritten: the next login is back to
+	// the small ClientHello.
+	ctx := context.Background()
+	f, ok, err := db.Features(ctx, p.srv.Domain)
+	if err != nil || !ok || f.TLSGroup != 29 {
+		t.Fatalf("cached features %+v, %v, %v: want X25519 (29) recorded", f, ok, err)
+	}
+	f.SeenAt = f.SeenAt.Add(-25 * time.Hour)
+	if err := db.PutFeatures(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []client.KeySharePolicy{client.KeyShareDefault, client.KeyShareCachedX25519} {
+		c, _ = p.dial(t, cfg)
+		if ks := c.Info().KeyShare; ks.Policy != want || ks.Group != "X25519" {
+			t.Errorf("recheck, login %d: key share %+v, want policy %v, X25519", i, ks, want)
+		}
 		c.Close()
 	}
 
