@@ -29,6 +29,8 @@ func fullFeatures() Features {
 		SM:              true,
 		CSI:             true,
 		NoPipeline:      true,
+		TLSGroup:        29,
+		FastOpenDropped: 1764892800,
 	}
 }
 

@@ -213,8 +213,8 @@ func recordLogin(ctx context.Context, db *cache.DB, inst *cache.Instance, cfg Co
 	f := res.Features
 	f.Domain = cfg.JID.Domainpart()
 	f.SeenAt = time.Now().UTC()
-	if stored == nil || !stored.Equal(f) {
-		rec.Features = &f
+	if stored == nil || !stored.Equal(f) || keyShareRecheckDue(stored, f.SeenAt) {
+		rec.Features = &f // a recheck of the key shares refreshes SeenAt
 	}
 	switch t := res.NewToken; {
 	case t != nil && !cfg.NoFAST:

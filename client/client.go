@@ -53,6 +53,12 @@ type Info struct {
 	DirectTLS bool
 	// TLSVersion is the negotiated TLS version, e.g. "TLS 1.3".
 	TLSVersion string
+	// FastOpen reports TCP Fast Open on the connection: whether the SYN
+	// carried data and the server accepted it (see Config.NoFastOpen).
+	FastOpen FastOpen
+	// KeyShare describes the TLS key exchange: the key shares the
+	// ClientHello carried and why, and the group negotiated.
+	KeyShare KeyShare
 	// StartTLSRoundTrips counts the round trips before TLS (STARTTLS only).
 	StartTLSRoundTrips int
 	// ScramKeysCached reports that SCRAM used cached keys (no PBKDF2).
@@ -77,6 +83,15 @@ type Info struct {
 }
 
 // Timings are the durations of the login's phases.
+//
+// With TCP Fast Open (Info.FastOpen.Requested) and a cookie for the
+// server (from an earlier connection), connect returns before any packet
+// has left: the SYN leaves with the ClientHello (or, with STARTTLS, the
+// stream header). Connect is then only the socket's setup, and the TCP
+// handshake's round trip is in TLS (or StartTLS), whether or not the
+// server accepted the data. Without a cookie connect sends the SYN (asking
+// for one) and waits, as usual. Connect+StartTLS+TLS is the time to a
+// secured connection either way.
 type Timings struct {
 	// Cache: opening (on a Client's first login) and reading the cache
 	// (features, installation id, FAST token, mechanism pin). The reads run

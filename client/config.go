@@ -74,9 +74,27 @@ type Config struct {
 	TLSConfig *tls.Config
 	// Resolver for SRV lookups; nil means net.DefaultResolver.
 	Resolver Resolver
-	// DialFunc opens the TCP connection; nil means a net.Dialer. Tests use it
-	// to inject delays and faults.
+	// DialFunc opens the TCP connection; nil means a net.Dialer, with TCP
+	// Fast Open unless NoFastOpen. Tests use it to inject delays and
+	// faults. A DialFunc decides Fast Open itself: its net.Dialer can use
+	// FastOpenControl; the client reads from the socket whether it asked
+	// (Info.FastOpen), and plans the ClientHello accordingly, but leaves
+	// the backoff after a dropped SYN (FastOpen.Backoff) to it.
 	DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+	// NoFastOpen turns TCP Fast Open (RFC 7413) off. It is on by default on
+	// Linux: the default dialer sets TCP_FASTOPEN_CONNECT, so the SYN
+	// carries the first write (the TLS ClientHello) when the kernel holds
+	// a cookie from an earlier connection to the server, and a server with
+	// Fast Open on answers the handshake one round trip sooner. Kept small
+	// enough to fit in the SYN when the cache says the server negotiated
+	// X25519 (see KeyShare and the package doc, "TCP Fast Open"). A
+	// server name with several addresses is dialed without it (Happy
+	// Eyeballs and failover need a connect that waits for the SYN-ACK),
+	// and a path that drops SYNs with data costs one login a SYN
+	// retransmission (about 1 s, RELIABILITY.md), after which the server
+	// is dialed without it for an hour. Elsewhere than Linux, and with a
+	// DialFunc, it has no effect.
+	NoFastOpen bool
 
 	// Cache is an open feature cache shared by many clients. If nil and
 	// CachePath is set, Dial opens CachePath (and Close closes it). If both
@@ -244,7 +262,10 @@ type Trace struct {
 	// ConnectDone is called once per TCP connection attempt, when the
 	// connection to addr is up or has failed: for each address tried
 	// (SRV targets in order, the STARTTLS fallback on the same address),
-	// in each attempt of the login.
+	// in each attempt of the login. With TCP Fast Open and a cookie the
+	// socket is ready before the SYN has left (see Timings): a server
+	// that refuses or does not answer then fails the TLS handshake
+	// (TLSDone), and the login's error says StepConnect.
 	ConnectDone func(addr string, err error)
 	// TLSDone is called once per TLS handshake, when it has succeeded or
 	// failed, after the ConnectDone of the same connection. A connection

@@ -136,11 +136,11 @@ type tlsConn struct {
 }
 
 // connect tries each target in order until one is connected and secured.
-func connect(ctx context.Context, cfg Config, targets []target, cached *cache.Features, info *Info, log zerolog.Logger) (tlsConn, error) {
+func connect(ctx context.Context, cfg Config, targets []target, adv *advice, info *Info, log zerolog.Logger) (tlsConn, error) {
 	domain := cfg.JID.Domainpart()
 	var errs []error
 	for _, t := range targets {
-		tc, err := connectOne(ctx, cfg, t, cached, info, log)
+		tc, err := connectOne(ctx, cfg, t, adv, info, log)
 		if err == nil {
 			return tc, nil
 		}
@@ -152,7 +152,7 @@ func connect(ctx context.Context, cfg Config, targets []target, cached *cache.Fe
 		}
 		if t.fallback && isNotTLS(err) {
 			log.Debug().Str("addr", t.addr).Msg("no TLS on this address; trying STARTTLS")
-			tc, err = connectOne(ctx, cfg, target{addr: t.addr}, cached, info, log)
+			tc, err = connectOne(ctx, cfg, target{addr: t.addr}, adv, info, log)
 			if err == nil {
 				return tc, nil
 			}
@@ -184,22 +184,24 @@ func isNotTLS(err error) bool {
 	return errors.As(err, &rh)
 }
 
-func connectOne(ctx context.Context, cfg Config, t target, cached *cache.Features, info *Info, log zerolog.Logger) (tlsConn, error) {
+func connectOne(ctx context.Context, cfg Config, t target, adv *advice, info *Info, log zerolog.Logger) (tlsConn, error) {
 	domain := cfg.JID.Domainpart()
-	dial := cfg.DialFunc
-	if dial == nil {
-		var d net.Dialer
-		dial = d.DialContext
-	}
 	connStart := time.Now()
-	raw, err := dial(ctx, "tcp", t.addr)
+	// With Fast Open and a cookie, connect returns before the SYN has
+	// left: it leaves with the first write (the stream header, or the
+	// ClientHello).
+	raw, err := dialFunc(cfg)(ctx, "tcp", t.addr)
+	info.Timings.Connect = time.Since(connStart)
+	var fastOpen, backoff bool
+	if err == nil {
+		raw, fastOpen, backoff, err = checkFastOpen(ctx, cfg, adv, raw, t.addr, &info.Timings.Connect)
+	}
 	if cfg.Trace != nil && cfg.Trace.ConnectDone != nil {
 		cfg.Trace.ConnectDone(t.addr, err)
 	}
 	if err != nil {
 		return tlsConn{}, login.NewError(ctx, login.StepConnect, domain, login.ErrConnection, err)
 	}
-	info.Timings.Connect = time.Since(connStart)
 	info.Addr = t.addr
 	if tc, ok := raw.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
@@ -209,13 +211,12 @@ func connectOne(ctx context.Context, cfg Config, t target, cached *cache.Feature
 			_ = setUserTimeout(tc, idle+timeout)
 		}
 	}
-	tlsCfg := tlsConfig(cfg, t.direct)
 	var tc tlsConn
 	tc.direct = t.direct
 	if !t.direct {
 		stStart := time.Now()
 		// STARTTLS is pipelined when the cache says the server offers it.
-		st, err := login.StartTLS(ctx, raw, cfg.JID, cached != nil && cached.StartTLS)
+		st, err := login.StartTLS(ctx, raw, cfg.JID, adv.features != nil && adv.features.StartTLS)
 		info.Timings.StartTLS = time.Since(stStart)
 		info.StartTLSRoundTrips = st.RoundTrips
 		if err != nil {
@@ -224,23 +225,52 @@ func connectOne(ctx context.Context, cfg Config, t target, cached *cache.Feature
 		}
 		tc.startTLSOffered = st.Offered
 	}
-	tlsStart := time.Now()
-	conn := tls.Client(raw, tlsCfg)
-	err = conn.HandshakeContext(ctx)
-	info.Timings.TLS = time.Since(tlsStart)
-	if cfg.Trace != nil && cfg.Trace.TLSDone != nil {
-		cfg.Trace.TLSDone(conn.ConnectionState(), err)
-	}
+	conn, err := secure(ctx, cfg, raw, t, adv, fastOpen, info)
+	info.FastOpen.Backoff = backoff
 	if err != nil {
+		if fastOpen && notConnected(raw, err) {
+			err = login.NewError(ctx, login.StepConnect, domain, login.ErrConnection, err)
+		} else {
+			err = login.NewError(ctx, login.StepTLS, domain, login.ErrTLS, err)
+		}
 		raw.Close()
-		return tlsConn{}, login.NewError(ctx, login.StepTLS, domain, login.ErrTLS, err)
+		return tlsConn{}, err
 	}
-	cs := conn.ConnectionState()
-	info.DirectTLS = t.direct
-	info.TLSVersion = tls.VersionName(cs.Version)
-	log.Debug().Str("addr", t.addr).Bool("direct_tls", t.direct).Str("tls", info.TLSVersion).Msg("secured")
+	log.Debug().Str("addr", t.addr).Bool("direct_tls", t.direct).Str("tls", info.TLSVersion).
+		Bool("fast_open", info.FastOpen.Accepted).Str("group", info.KeyShare.Group).Msg("secured")
 	tc.conn = conn
 	return tc, nil
+}
+
+// secure runs the TLS handshake on raw, with the ClientHello's key shares
+// chosen for Fast Open (applyKeySharePolicy), and records in info what
+// the handshake and the kernel report: the key shares, the group, Fast
+// Open.
+func secure(ctx context.Context, cfg Config, raw net.Conn, t target, adv *advice, fastOpen bool, info *Info) (*tls.Conn, error) {
+	tlsCfg := tlsConfig(cfg, t.direct)
+	if fastOpen {
+		adv.needFeatures() // the cached TLS group plans the ClientHello
+	}
+	info.KeyShare = KeyShare{Policy: applyKeySharePolicy(tlsCfg, cfg, adv.features, fastOpen)}
+	tap := &helloTap{Conn: raw}
+	tlsStart := time.Now()
+	conn := tls.Client(tap, tlsCfg)
+	err := conn.HandshakeContext(ctx)
+	info.Timings.TLS = time.Since(tlsStart)
+	tap.stop()
+	info.KeyShare.Offered, info.KeyShare.HelloBytes, info.KeyShare.HelloRetry = tap.offered, tap.helloBytes, tap.hellos > 1
+	info.FastOpen = fastOpenState(raw)
+	cs := conn.ConnectionState()
+	if cfg.Trace != nil && cfg.Trace.TLSDone != nil {
+		cfg.Trace.TLSDone(cs, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	info.DirectTLS = t.direct
+	info.TLSVersion = tls.VersionName(cs.Version)
+	info.KeyShare.Group = cs.CurveID.String()
+	return conn, nil
 }
 
 func tlsConfig(cfg Config, direct bool) *tls.Config {

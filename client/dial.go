@@ -157,7 +157,7 @@ func (d *dialing) lookup(ctx context.Context) error {
 // answers), then logs in on it, planned from the advice. On a failed login
 // the connection is closed.
 func (d *dialing) attempt(ctx context.Context) (*login.Stream, error) {
-	tc, err := connect(ctx, d.cfg, d.targets, d.adv.features, &d.info, d.log)
+	tc, err := connect(ctx, d.cfg, d.targets, d.adv, &d.info, d.log)
 	if err != nil {
 		return nil, err
 	}
@@ -312,6 +312,7 @@ func (d *dialing) forgetKeys(ctx context.Context, err error) {
 // returns the new link.
 func (d *dialing) loggedIn(ctx context.Context, attempt int, st *login.Stream) *link {
 	info, db, res := &d.info, d.c.db, &st.Result
+	res.Features.FastOpenDropped = fastOpenDropped(d.adv.stored, info.FastOpen, time.Now())
 	info.Result = *res
 	if info.TokenRejected == "" {
 		info.TokenRejected = d.rejected

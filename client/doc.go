@@ -38,6 +38,62 @@
 // cache.DB.ForgetScramKeys removes them at once (for example when the user
 // changes the password).
 //
+// # TCP Fast Open
+//
+// On Linux the default dialer asks for TCP Fast Open (RFC 7413;
+// Config.NoFastOpen turns it off): after a first connection has fetched a
+// cookie from the server, the SYN carries the TLS ClientHello, and a server
+// with Fast Open on answers with its SYN-ACK and its ServerHello together:
+// TCP and TLS 1.3 take one round trip instead of two. Info.FastOpen says
+// whether the SYN carried data and whether the server accepted it, as the
+// kernel reports (TCP_INFO). The SYN carries only the ClientHello, which is
+// sent in the clear anyway; a replayed SYN (RFC 7413 §6) makes the server
+// start a handshake nobody finishes, and no credential or stanza ever
+// rides in it.
+//
+// The ClientHello must fit in the SYN, about one MSS. Go's default one
+// carries an X25519MLKEM768 key share (post-quantum hybrid) and an X25519
+// one, about 1.5 KB: too big. So the client remembers, in the feature
+// cache, the group each server negotiated over a verified certificate
+// (features.Features.TLSGroup), and the key shares follow it
+// (Info.KeyShare):
+//
+//   - A server that negotiated X25519 although the ClientHello offered
+//     X25519MLKEM768 (Prosody 13 on OpenSSL 3.0 does) gets an X25519 key
+//     share alone, and the classical groups only, in a ClientHello of
+//     about 250 bytes. It gains nothing from an ML-KEM share it does not
+//     use: the session key comes from X25519 either way. The server's
+//     choice is authentic: in TLS 1.3 it signs the transcript, the groups
+//     offered included (RFC 8446 §4.4.3), so an attacker without its key
+//     cannot have made a verified handshake pick X25519; an unverified
+//     handshake records no group. crypto/tls sends a key share for the
+//     first group of its own fixed order, whatever the order of
+//     CurvePreferences, so this ClientHello cannot also list
+//     X25519MLKEM768 for a HelloRetryRequest: instead, once a day
+//     (keyShareRecheck) one login offers the default groups again, and a
+//     server that has gained ML-KEM is then remembered with it.
+//   - A server that negotiated X25519MLKEM768 keeps Go's default
+//     ClientHello: post-quantum protection is never given up for a round
+//     trip; its SYN carries the first part of the ClientHello and TLS takes
+//     two round trips, as without Fast Open.
+//   - With no cache entry, another group, or Fast Open not asked for on
+//     the socket, Go's default; CurvePreferences set in Config.TLSConfig
+//     are never overridden (set them to insist on post-quantum groups).
+//
+// A server name with several addresses is dialed without Fast Open (with
+// a cookie, a Fast Open connect returns before the SYN leaves, which would
+// defeat Happy Eyeballs and the failover to the next address). After a
+// login whose SYN with data was dropped, the server is dialed without Fast
+// Open for an hour (Info.FastOpen.Backoff; the cache remembers it). A path that drops SYNs
+// with data (some middleboxes do) still logs in: the kernel retransmits
+// the SYN without data after its initial RTO (1 s) and, after repeated
+// losses, stops sending data in SYNs to that server for a while
+// (RELIABILITY.md gives the bound measured). With Fast Open and a cookie
+// connect returns at once, so Timings.Connect is near zero and the TCP
+// handshake's round trip is counted in Timings.TLS (see Timings); a
+// refused connection then fails the handshake, and is reported as a
+// connect error all the same (StepConnect, ErrConnection).
+//
 // # Sending
 //
 // Client.Send writes a stanza, given as a token stream (mellium's stanza

@@ -74,6 +74,23 @@ type Features struct {
 	// stream error before it had sent its features): the next logins read
 	// the features before they write anything else.
 	NoPipeline bool `json:"no_pipeline,omitempty"`
+
+	// TLSGroup is the key exchange group the login's TLS handshake
+	// negotiated, as its IANA TLS Supported Groups code point (crypto/tls's
+	// CurveID: 29 is X25519, 4588 X25519MLKEM768); zero when unknown, or
+	// when the server's certificate was not verified (only a verified
+	// handshake authenticates the server's choice). Not a stream feature:
+	// it plans the next ClientHello's key shares (package client), never
+	// the login. A changed group makes Equal false, so the entry is
+	// rewritten, but it never makes a login fail or retry.
+	TLSGroup uint16 `json:"tls_group,omitempty"`
+	// FastOpenDropped is when (Unix seconds) a login's SYN carrying data
+	// (TCP Fast Open) got no answer and was sent again without data: a
+	// path that drops such SYNs, as some middleboxes do, or a lost
+	// packet. Not a stream feature either: package client dials the
+	// server without Fast Open for a while after it, and login carries it
+	// over from the cached features, as NoPipeline.
+	FastOpenDropped int64 `json:"tfo_dropped,omitempty"`
 }
 
 // Normalize puts f in its canonical form, in place: Domain is lower-cased,

@@ -67,6 +67,9 @@ func TestEqual(t *testing.T) {
 			f.SASL2Mechanisms = append(f.SASL2Mechanisms, "SCRAM-SHA-256-PLUS")
 		}, false},
 		{"mechanism removed", func(f *Features) { f.SASLMechanisms = []string{"PLAIN"} }, false},
+		// The TLS group is compared too: a change rewrites the cache entry
+		// (it never decides a retry: that is login's checkLive).
+		{"TLS group differs", func(f *Features) { f.TLSGroup = 4588 }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			other := base

@@ -298,6 +298,9 @@ func TestDraftAgainstMinimalServer(t *testing.T) {
 				}
 				conn.Close()
 				f := res.Features
+				if cs := conn.ConnectionState(); f.TLSGroup == 0 || f.TLSGroup != uint16(cs.CurveID) {
+					t.Errorf("login %d: features record TLS group %d, the handshake negotiated %v", i, f.TLSGroup, cs.CurveID)
+				}
 				cached = &f
 			}
 			srv.ln.Close()

@@ -258,7 +258,10 @@ type Result struct {
 	// Features is what the server offered on this login (pre-auth features
 	// with the post-auth ones folded in), to be cached.
 	Features features.Features
-	// Stale reports that the live features differed from the cached ones.
+	// Stale reports that the live features differed from the cached ones
+	// (the TLS group included, see features.Features.TLSGroup): the cache
+	// entry is rewritten. Only a difference that breaks the plan of the
+	// first write costs a retry (IsStale).
 	Stale bool
 	// FAST reports that the login authenticated with Config.Token.
 	FAST bool
@@ -463,6 +466,10 @@ func (n *negotiation) run(ctx context.Context, r *reader) error {
 	}
 	n.res.Features = live
 	n.res.Features.NoPipeline = n.cfg.Features != nil && n.cfg.Features.NoPipeline
+	n.res.Features.TLSGroup = tlsGroup(n.tls)
+	if n.cfg.Features != nil {
+		n.res.Features.FastOpenDropped = n.cfg.Features.FastOpenDropped
+	}
 	n.res.Mechanism = p.mech
 	switch p.path {
 	case PathSASL2:

@@ -42,6 +42,10 @@ type report struct {
 	BytesOut     int64              `json:"bytes_out"`
 	BytesIn      int64              `json:"bytes_in"`
 	TimingsMS    map[string]float64 `json:"timings_ms"`
+	// TFO says whether the SYN carried data and the server accepted it;
+	// KeyShare which key shares the ClientHello carried, and the group.
+	TFO      client.FastOpen `json:"tfo"`
+	KeyShare client.KeyShare `json:"key_share"`
 	// LatestID and Unreads come from a v0.3.0 <bound>: null when the server
 	// did not report them, [] when it tracks unreads and there are none.
 	LatestID *string        `json:"latest_id"`
@@ -88,6 +92,8 @@ func newReport(info client.Info, warn *warnings) report {
 		ResumeFailed:    info.ResumeFailed,
 		BytesOut:        info.BytesOut,
 		BytesIn:         info.BytesIn,
+		TFO:             info.FastOpen,
+		KeyShare:        info.KeyShare,
 		TimingsMS: map[string]float64{
 			"cache":    ms(info.Timings.Cache),
 			"wait":     ms(info.Timings.CacheWait),
@@ -168,6 +174,7 @@ func printReport(w io.Writer, info client.Info, given bool) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  address      %s (%s, %s)\n", info.Addr, tlsMode, info.TLSVersion)
+	fmt.Fprintf(w, "  handshake    %s\n", handshakeLine(info))
 	fmt.Fprintf(w, "  stream mgmt  %s\n", sm)
 	fmt.Fprintf(w, "  carbons      %s\n", carbons)
 	fmt.Fprintf(w, "  bytes        %d out, %d in after TLS\n", info.BytesOut, info.BytesIn)
@@ -250,6 +257,24 @@ func waterfall(w io.Writer, t client.Timings) {
 		}
 	}
 	fmt.Fprintf(w, "    %-8s  %s  %8.1f ms\n", "total", strings.Repeat(" ", width), ms(total))
+}
+
+// handshakeLine says what TCP Fast Open did and which key shares the
+// ClientHello carried.
+func handshakeLine(info client.Info) string {
+	fo := info.FastOpen
+	tfo := "TCP Fast Open off"
+	switch {
+	case fo.Backoff:
+		tfo = "TCP Fast Open off for now (SYN data dropped recently)"
+	case fo.Accepted:
+		tfo = "TCP Fast Open: ClientHello in the SYN, accepted"
+	case fo.Requested:
+		tfo = "TCP Fast Open: not used (" + orNone(fo.Fail.String()) + ")"
+	}
+	ks := info.KeyShare
+	return fmt.Sprintf("%s; key shares %s (%s, %d-byte ClientHello), %s negotiated", tfo,
+		strings.Join(ks.Offered, "+"), ks.Policy, ks.HelloBytes, ks.Group)
 }
 
 func orNone(s string) string {

@@ -61,7 +61,11 @@
 // request rides in the SYN and costs 1, or 2 if it is larger than the
 // SYN can carry (about one MSS). Server data the client did not wait for
 // (an unsolicited push) still ends the flight in progress; that is what
-// the packets show.
+// the packets show. [Stats.Answered] is Flights as it was when the server
+// last sent a SYN-ACK, payload or a FIN: the round trips of an exchange
+// without a last write that nothing answers (an XMPP client's initial
+// presence), which the forwarder may or may not have seen yet when the
+// client reports that it is done.
 //
 // Byte and packet counts are of what the endpoints sent into the path,
 // retransmissions and dropped packets included; drops are also counted

@@ -212,6 +212,12 @@ func TestFlights(t *testing.T) {
 			t.Errorf("%s: %d flights, want %d", when, got, want)
 		}
 	}
+	answered := func(want int, when string) {
+		t.Helper()
+		if got := pc.Stats().Answered; got != want {
+			t.Errorf("%s: %d flights answered, want %d", when, got, want)
+		}
+	}
 	write := func(conn net.Conn, msg string) {
 		t.Helper()
 		if _, err := conn.Write([]byte(msg)); err != nil {
@@ -230,8 +236,10 @@ func TestFlights(t *testing.T) {
 	write(c, "a") // after the SYN-ACK: flight 2
 	read(s, "a")
 	flights(2, "after the first request")
+	answered(1, "before the first answer (the SYN-ACK answered the SYN)")
 	write(s, "A")
 	read(c, "A")
+	answered(2, "after the first answer")
 	down := pc.Stats().DeliveredDown
 	write(c, "b") // after server data: flight 3...
 	write(c, "c") // ...and back to back, the same flight
@@ -243,6 +251,7 @@ func TestFlights(t *testing.T) {
 	write(c, "d")
 	read(s, "d")
 	flights(3, "after a write answered by an ACK only")
+	answered(2, "after a write answered by an ACK only")
 	write(s, "BCD")
 	read(c, "BCD")
 	write(c, "e") // flight 4
@@ -253,8 +262,8 @@ func TestFlights(t *testing.T) {
 		t.Fatalf("server read after the client's close: %v", err)
 	}
 	st := pc.Stats()
-	if st.Flights != 4 || st.BytesUp != 5 || st.BytesDown != 4 || st.SYNs != 1 || st.SYNData {
-		t.Errorf("want 4 flights, 5 bytes up, 4 down, one SYN without data; got %+v", st)
+	if st.Flights != 4 || st.Answered != 3 || st.BytesUp != 5 || st.BytesDown != 4 || st.SYNs != 1 || st.SYNData {
+		t.Errorf("want 4 flights (3 answered), 5 bytes up, 4 down, one SYN without data; got %+v", st)
 	}
 }
 

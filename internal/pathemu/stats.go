@@ -22,6 +22,12 @@ type Stats struct {
 	// Flights counts the client's flights (round trips, handshake
 	// included).
 	Flights int
+	// Answered is what Flights was when the server last sent a SYN-ACK,
+	// payload or a FIN: the flights it had answered. A last write that no
+	// answer follows (an XMPP client's initial presence, written as its
+	// login ends) is in Flights but not in Answered, whether or not the
+	// forwarder has seen it yet, until the server sends again.
+	Answered int
 	// BytesUp and BytesDown count the TCP payload the client and the
 	// server sent into the path, retransmissions included.
 	BytesUp, BytesDown int64
@@ -123,6 +129,7 @@ func waitFor(ctx context.Context, done <-chan struct{}, mu *sync.Mutex, sig *sig
 
 // TCP flags.
 const (
+	flagFIN = 0x01
 	flagSYN = 0x02
 	flagACK = 0x10
 )
@@ -293,6 +300,9 @@ func (c *Conn) sentDownLocked(s *segment) {
 	st := &c.st
 	st.PacketsDown++
 	st.BytesDown += int64(s.payload)
+	if s.synAck() || s.payload > 0 || s.flags&flagFIN != 0 {
+		st.Answered = st.Flights
+	}
 	if s.synAck() && !c.synAckSeen {
 		c.synAckSeen = true
 		st.SYNDataAccepted = st.SYNData && int32(s.ack-(c.isn+1)) > 0

@@ -31,31 +31,55 @@ import (
 // benchClient is one row kind.
 type benchClient struct {
 	name    string
+	kind    string // the peer's client kind, when not name
 	goxmpp  bool   // run by the go-xmpp peer of the nested module
 	draft   bool   // needs the XEP-0386 v0.3.0 in-process server
 	pending string // not implemented yet: the row is printed empty
 	servers []string
 }
 
+// The packet servers (-packet): Prosody 13 with and without TCP Fast
+// Open, behind the packet-level path.
+const (
+	serverTFO   = "prosody-tfo"
+	serverNoTFO = "prosody-no-tfo"
+)
+
 var (
-	both     = []string{"prosody", "inproc"}
-	prosOnly = []string{"prosody"}
-	inOnly   = []string{"inproc"}
+	both          = []string{"prosody", "inproc"}
+	prosOnly      = []string{"prosody"}
+	inOnly        = []string{"inproc"}
+	packetServers = []string{serverTFO, serverNoTFO}
+	bothAndPacket = append(slices.Clone(both), packetServers...)
 )
 
 // benchClients lists the rows in display order.
 var benchClients = []benchClient{
 	{name: "floor", servers: both},
-	{name: "pipebind-warm-fast", servers: both},
+	// On the packet-level path the floor is a hand-written pipelined FAST
+	// login with TCP Fast Open and an X25519-only ClientHello.
+	{name: "floor", kind: "floor-fast", servers: packetServers},
+	{name: "pipebind-warm-fast", servers: bothAndPacket},
+	// Room for the time to ready (the login with the catch-up inside its
+	// write, issue 15), measured by the change that adds it.
+	{name: "pipebind-ready", pending: "measured by the ready-time change (issue 15)", servers: packetServers},
 	{name: "pipebind-warm-plain", servers: both},
 	{name: "pipebind-warm-scram", servers: both},
 	{name: "pipebind-cold", servers: both},
 	{name: "pipebind-bind2-draft", draft: true, servers: inOnly},
 	{name: "pipebind-classic", servers: both},
-	{name: "mellium-classic", servers: both},
-	{name: "goxmpp-fast", goxmpp: true, servers: prosOnly},
+	{name: "mellium-classic", servers: bothAndPacket},
+	{name: "goxmpp-fast", goxmpp: true, servers: append(slices.Clone(prosOnly), packetServers...)},
 	{name: "goxmpp-plain", goxmpp: true, servers: both},
 	{name: "goxmpp-scram", goxmpp: true, servers: both},
+}
+
+// peerKind is the client kind its peer runs.
+func (c benchClient) peerKind() string {
+	if c.kind != "" {
+		return c.kind
+	}
+	return c.name
 }
 
 // benchRow is the result of one client kind at one RTT on one server.
@@ -89,6 +113,10 @@ type benchRow struct {
 	Mechanism   string  `json:"mechanism,omitempty"`
 	TLS         string  `json:"tls,omitempty"`
 	VsFloor     float64 `json:"vs_floor,omitempty"`
+	// SYNDataAccepted counts the logins (their connections) whose SYN
+	// carried data the server accepted: TCP Fast Open, seen on the
+	// packet-level path only.
+	SYNDataAccepted int `json:"syn_data_accepted,omitempty"`
 
 	ns                             []int64
 	rts, fl, cn, up, down, cpu, al []float64
@@ -193,9 +221,17 @@ type benchOpts struct {
 	inprocPeers bool
 	command     string
 	peer        peerConfig
+	// packet runs the headline rows on the packet-level path (-packet);
+	// launch, when set, starts the peers' processes (in its client
+	// namespace).
+	packet bool
+	launch func(*exec.Cmd) error
 }
 
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// The peers' stderr is copied into it by a goroutine each (unless it
+	// is a file), next to the harness's own log lines.
+	stderr = &syncWriter{w: stderr}
 	fs := flag.NewFlagSet("pipebind-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -211,6 +247,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Int64Var(&o.bandwidth, "bandwidth", 0, "bytes/s per direction (0: unlimited)")
 	fs.BoolVar(&o.prosody, "prosody", false, "also start a Prosody 13 (internal/prosodytest) and bench against it")
 	fs.BoolVar(&o.inproc, "inproc", true, "bench against the in-process server")
+	fs.BoolVar(&o.packet, "packet", false, "also run the headline rows on the packet-level path (internal/pathemu; needs root and /dev/net/tun): Prosody 13 with and without TCP Fast Open, floor, pipebind warm FAST, mellium, go-xmpp FAST")
 	fs.StringVar(&o.goxmpp, "goxmpp", "", "go-xmpp peer binary (cd bench && go build ./cmd/goxmpp-peer); empty skips the go-xmpp rows")
 	fs.StringVar(&only, "clients", "", "comma-separated client kinds to run (default all)")
 	fs.IntVar(&o.storm, "storm", 0, "reconnect storm: this many concurrent bot logins to the in-process server (0: skip)")
@@ -296,6 +333,18 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// syncWriter serializes writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
 // peerProc is a running peer (a process, or a goroutine with -inprocess-peers).
 type peerProc struct {
 	kind     string
@@ -378,7 +427,11 @@ func startPeerProfiled(ctx context.Context, o benchOpts, kind string, goxmpp boo
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if o.launch != nil {
+		start = func() error { return o.launch(cmd) }
+	}
+	if err := start(); err != nil {
 		return nil, fmt.Errorf("%s: %w", kind, err)
 	}
 	return &peerProc{kind: kind, in: in, dec: json.NewDecoder(bufio.NewReader(out)), wait: cmd.Wait}, nil
@@ -445,6 +498,13 @@ func runBench(ctx context.Context, o benchOpts, logw io.Writer) (*benchReport, e
 			dtarg:  benchTarget{draft.Domain(), dca, "alice", "alice-pw-1"}})
 	}
 
+	if o.packet { // the headline rows first
+		rows, err := packetBench(ctx, o, rep, tmp, logw)
+		if err != nil {
+			return nil, err
+		}
+		rep.Rows = append(rep.Rows, rows...)
+	}
 	for _, rtt := range o.rtts {
 		for _, srv := range servers {
 			cfg := netem.Config{Latency: rtt / 2, Jitter: o.jitter, Bandwidth: o.bandwidth}
@@ -459,7 +519,11 @@ func runBench(ctx context.Context, o benchOpts, logw io.Writer) (*benchReport, e
 					return nil, err
 				}
 			}
-			rows, err := benchGroup(ctx, o, srv.name, rtt, px, dpx, srv.target, srv.dtarg, rep, logw)
+			var dp benchPath
+			if dpx != nil {
+				dp = proxyPath{dpx}
+			}
+			rows, err := benchGroup(ctx, o, srv.name, rtt, proxyPath{px}, dp, srv.target, srv.dtarg, rep, logw)
 			px.Close()
 			if dpx != nil {
 				dpx.Close()
@@ -506,11 +570,11 @@ func runBench(ctx context.Context, o benchOpts, logw io.Writer) (*benchReport, e
 // benchGroup runs every client kind at one RTT against one server,
 // interleaved: login i of every kind runs before login i+1 of any, so
 // machine noise spreads over all rows alike.
-func benchGroup(ctx context.Context, o benchOpts, server string, rtt time.Duration, px, dpx *netem.Proxy, t, dt benchTarget, rep *benchReport, logw io.Writer) ([]*benchRow, error) {
+func benchGroup(ctx context.Context, o benchOpts, server string, rtt time.Duration, px, dpx benchPath, t, dt benchTarget, rep *benchReport, logw io.Writer) ([]*benchRow, error) {
 	type live struct {
 		row *benchRow
 		p   *peerProc
-		px  *netem.Proxy
+		px  benchPath
 	}
 	var rows []*benchRow
 	var peers []*live
@@ -535,7 +599,7 @@ func benchGroup(ctx context.Context, o benchOpts, server string, rtt time.Durati
 			}
 			proxy, target = dpx, dt
 		}
-		p, err := startPeer(ctx, o, c.name, c.goxmpp, proxy.Addr(), target, logw)
+		p, err := startPeer(ctx, o, c.peerKind(), c.goxmpp, proxy.addr(), target, logw)
 		if err != nil {
 			return nil, err
 		}
@@ -545,15 +609,14 @@ func benchGroup(ctx context.Context, o benchOpts, server string, rtt time.Durati
 	for i := range o.warmup + o.n {
 		for j := range peers {
 			l := peers[(i+j)%len(peers)]
-			n0 := l.px.NumConns()
+			n0 := l.px.mark()
 			r, err := l.p.call("login")
 			if err != nil {
 				return nil, err
 			}
-			var st netem.Stats
-			var conns int
+			var st pathStats
 			if r.Err == "" {
-				st, conns = answeredStats(l.px, n0, time.Unix(0, r.DoneUnixNS))
+				st = l.px.stats(n0, r)
 			}
 			if _, err := l.p.call("close"); err != nil {
 				return nil, err
@@ -564,7 +627,7 @@ func benchGroup(ctx context.Context, o benchOpts, server string, rtt time.Durati
 				}
 				continue
 			}
-			l.row.add(r, st, conns)
+			l.row.add(r, st)
 		}
 	}
 	for _, r := range rows {
@@ -616,7 +679,7 @@ func answeredStats(px *netem.Proxy, n0 int, until time.Time) (netem.Stats, int) 
 	return sum, len(cs) - n0
 }
 
-func (r *benchRow) add(p peerReply, st netem.Stats, conns int) {
+func (r *benchRow) add(p peerReply, st pathStats) {
 	r.N++
 	if p.Err != "" {
 		r.Failed++
@@ -626,15 +689,12 @@ func (r *benchRow) add(p peerReply, st netem.Stats, conns int) {
 		return
 	}
 	r.ns = append(r.ns, p.NS)
-	tlsRT := 0
-	if p.TLS == "TLS 1.3" || p.TLS == "" {
-		tlsRT = conns
-	}
-	r.rts = append(r.rts, float64(st.Flights-tlsRT))
-	r.fl = append(r.fl, float64(st.Flights))
-	r.cn = append(r.cn, float64(conns))
-	r.up = append(r.up, float64(st.BytesUp))
-	r.down = append(r.down, float64(st.BytesDown))
+	r.rts = append(r.rts, float64(st.flights-st.handshake))
+	r.fl = append(r.fl, float64(st.flights))
+	r.cn = append(r.cn, float64(st.conns))
+	r.up = append(r.up, float64(st.bytesUp))
+	r.down = append(r.down, float64(st.bytesDown))
+	r.SYNDataAccepted += st.synData
 	r.cpu = append(r.cpu, float64(p.CPUNS)/1e6)
 	r.al = append(r.al, float64(p.Allocs))
 	r.alb = append(r.alb, float64(p.AllocBytes)/1024)

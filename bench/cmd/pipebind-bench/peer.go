@@ -209,6 +209,8 @@ func newPeerClient(ctx context.Context, pc peerConfig, tmp string) (peerClient, 
 		return &melliumPeer{pc: pc, tls: tlsCfg}, nil
 	case "floor":
 		return &floorPeer{pc: pc, tls: tlsCfg}, nil
+	case "floor-fast":
+		return &floorFastPeer{pc: pc, tls: tlsCfg}, nil
 	}
 	return nil, fmt.Errorf("unknown client kind %q", pc.Kind)
 }

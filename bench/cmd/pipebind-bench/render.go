@@ -44,6 +44,9 @@ func rowCells(r *benchRow) []string {
 		return []string{r.Client, "—", "—", "—", "—", "—", "—", "—", "—", "—", r.Pending}
 	}
 	note := strings.TrimSpace(r.Path + " " + r.Mechanism)
+	if isPacket(r.Server) && r.N > r.Failed {
+		note += packetNote(r)
+	}
 	if r.Failed > 0 {
 		note = fmt.Sprintf("%d/%d failed: %s", r.Failed, r.N, r.FirstErr)
 	}
@@ -239,10 +242,10 @@ type peerDetail struct {
 	Ceiling            *ceiling
 }
 
-// targets evaluates the targets.
+// targets evaluates the targets: the packet-level path's first.
 func targets(rep *benchReport) []target {
 	rr := targetGroup(rep)
-	var out []target
+	out := packetTargets(rep)
 	if rr != nil {
 		where := fmt.Sprintf("%s, RTT %g ms", rr.Server, rr.RTTms)
 		row := func(client string) *benchRow { return findRow(rep, rr.Server, rr.RTTms, client) }
@@ -502,6 +505,9 @@ type mdReport struct {
 	ServerCosts []*serverCost
 	Catchup     *catchupView
 	Profile     *profileResult
+	// Packet: the run has rows on the packet-level path (-packet);
+	// ProxyTargets: it has the targets of the proxy rows.
+	Packet, ProxyTargets bool
 }
 
 type missedTarget struct{ Name, Where, Measured, Why, Fix string }
@@ -528,6 +534,7 @@ func renderMarkdown(rep *benchReport) string {
 	v := mdReport{Command: rep.Command, Date: rep.Date, Machine: rep.Machine, Ratios: rep.Ratios, RatioHeader: ratioHeader, RowHeader: rowHeader,
 		Storm: rep.Storm, ServerCosts: rep.ServerCosts, Profile: rep.Profile}
 	ts := targets(rep)
+	v.ProxyTargets = targetGroup(rep) != nil
 	for _, t := range ts {
 		v.TargetCells = append(v.TargetCells, t.cells())
 		if t.measuredOK && !t.met {
@@ -541,6 +548,7 @@ func renderMarkdown(rep *benchReport) string {
 		v.RatioCells = append(v.RatioCells, ratioCells(r))
 	}
 	for _, r := range rep.Rows {
+		v.Packet = v.Packet || isPacket(r.Server)
 		if n := len(v.Results); n == 0 || v.Results[n-1].Server != r.Server || v.Results[n-1].RTTms != r.RTTms {
 			v.Results = append(v.Results, resultGroup{Server: r.Server, RTTms: r.RTTms, N: r.N})
 		}

@@ -10,16 +10,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"time"
-
-	"github.com/pipebind/pipebind/login"
 )
 
 // serverCost is one kind of first flight.
@@ -44,47 +40,24 @@ func serverCosts(ctx context.Context, n int, addr string, t benchTarget) ([]*ser
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	header := "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='" +
-		t.domain + "' from='" + t.user + "@" + t.domain + "'>"
+	b := burst{t.domain, t.user, t.password}
+	header := b.header()
 	// pipebind's warm burst: user agent, Bind 2 with carbons, SM and CSI.
-	userAgent := func(id string) string {
-		return "<user-agent id='" + id + "'><software>pipebind</software></user-agent>"
-	}
-	ua := userAgent("3f2b9c1e-5d4a-4e8b-9a6f-0c1d2e3f4a5b")
-	bind := "<bind xmlns='urn:xmpp:bind:0'><tag>pipebind</tag><enable xmlns='urn:xmpp:carbons:2'/><enable xmlns='urn:xmpp:sm:3' resume='true'/><active xmlns='urn:xmpp:csi:0'/></bind>"
-	plainIR := base64.StdEncoding.EncodeToString([]byte("\x00" + t.user + "\x00" + t.password))
-	auth := func(mech, ir, extra string) string {
-		return "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='" + mech + "'><initial-response>" + ir + "</initial-response>" + ua + extra + bind + "</authenticate>"
-	}
+	const ua = "3f2b9c1e-5d4a-4e8b-9a6f-0c1d2e3f4a5b"
+	auth := func(mech, ir, extra string) string { return b.auth(mech, ir, ua, extra) }
 	// fastBurst gets a token for mech (one per user agent: a second
 	// agent id for the second mechanism) and returns the burst that uses
-	// it. With -EXPR the initiator hash binds the connection's tls-exporter
-	// data: it is computed per connection, after the (untimed) handshake.
+	// it on a connection.
 	fastBurst := func(mech, uaID string) (func(tls.ConnectionState) (string, error), error) {
-		a := func(m, ir, extra string) string {
-			return "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='" + m + "'><initial-response>" + ir + "</initial-response>" + userAgent(uaID) + extra + bind + "</authenticate>"
-		}
-		token, err := fastToken(ctx, addr, tlsCfg, header, a("PLAIN", plainIR, "<request-token xmlns='urn:xmpp:fast:0' mechanism='"+mech+"'/>"))
+		token, err := fastToken(ctx, addr, tlsCfg, b.tokenRequest(mech, uaID))
 		if err != nil {
 			return nil, fmt.Errorf("FAST token for %s: %w", mech, err)
 		}
-		return func(cs tls.ConnectionState) (string, error) {
-			var cb []byte
-			if mech == "HT-SHA-256-EXPR" {
-				if cb, err = login.ChannelBindingData(cs, login.CBTLSExporter); err != nil {
-					return "", err
-				}
-			}
-			mac := hmac.New(sha256.New, []byte(token))
-			mac.Write([]byte("Initiator"))
-			mac.Write(cb)
-			ir := base64.StdEncoding.EncodeToString(append([]byte(t.user+"\x00"), mac.Sum(nil)...))
-			return header + a(mech, ir, "<fast xmlns='urn:xmpp:fast:0'/>"), nil
-		}, nil
+		return func(cs tls.ConnectionState) (string, error) { return b.fast(mech, token, uaID, cs) }, nil
 	}
 	// The mechanism pipebind's FAST logins use on TLS 1.3 (login.ChooseFAST).
 	const fastMech = "HT-SHA-256-EXPR"
-	fastExpr, err := fastBurst(fastMech, "3f2b9c1e-5d4a-4e8b-9a6f-0c1d2e3f4a5b")
+	fastExpr, err := fastBurst(fastMech, ua)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +79,7 @@ func serverCosts(ctx context.Context, n int, addr string, t benchTarget) ([]*ser
 	features := "</stream:features>"
 	kinds := []kind{
 		{&serverCost{Name: "header", Writes: "stream header; answer: header and features (the floor's round trip)"}, fixed(header), features, 1},
-		{&serverCost{Name: "plain", Writes: "header + SASL2 PLAIN + Bind 2 (pipebind-warm-plain's burst); answer to the post-auth features"}, fixed(header + auth("PLAIN", plainIR, "")), features, 2},
+		{&serverCost{Name: "plain", Writes: "header + SASL2 PLAIN + Bind 2 (pipebind-warm-plain's burst); answer to the post-auth features"}, fixed(header + auth("PLAIN", b.plainIR(), "")), features, 2},
 		{&serverCost{Name: "fast", Writes: "header + SASL2 " + fastMech + " (FAST token, pipebind-warm-fast's burst) + the same Bind 2; answer to the post-auth features"}, fastExpr, features, 2},
 		{&serverCost{Name: "fast-none", Writes: "the same with HT-SHA-256-NONE (no channel binding), for comparison"}, fastNone, features, 2},
 		{&serverCost{Name: "scram-first", Writes: "header + SASL2 SCRAM-SHA-1 client-first + the same Bind 2; answer to the challenge"}, fixed(header + auth("SCRAM-SHA-1", scramIR, "")), "</challenge>", 1},
@@ -168,14 +141,21 @@ func firstFlight(ctx context.Context, addr string, tlsCfg *tls.Config, dataFor f
 	return time.Since(t0), nil
 }
 
-// fastToken logs in with PLAIN, asking for a FAST token, and returns it.
-func fastToken(ctx context.Context, addr string, tlsCfg *tls.Config, header, auth string) (string, error) {
+// fastToken writes req (a burst.tokenRequest) on a new connection and
+// returns the FAST token of the <success>.
+func fastToken(ctx context.Context, addr string, tlsCfg *tls.Config, req string) (string, error) {
 	r, err := rawDial(ctx, addr, tlsCfg)
 	if err != nil {
 		return "", err
 	}
 	defer r.close()
-	if err := r.write(header + auth); err != nil {
+	return r.fastToken(req)
+}
+
+// fastToken writes req (a burst.tokenRequest) and returns the FAST token
+// of the <success>.
+func (r *rawConn) fastToken(req string) (string, error) {
+	if err := r.write(req); err != nil {
 		return "", err
 	}
 	i, err := r.until([]byte("</success>"))

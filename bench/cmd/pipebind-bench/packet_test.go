@@ -1,0 +1,71 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/pipebind/pipebind/internal/pathemu"
+)
+
+// TestBenchPacket runs the headline rows on the packet-level path (-packet)
+// and checks the round trips counted on the packets: with TCP Fast Open on
+// the server, the floor and pipebind warm take 2 in all (the SYN carries
+// the ClientHello, accepted on every login), one after TLS; without it 3;
+// mellium's classic login 4 after TLS either way.
+func TestBenchPacket(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs root, network namespaces and Prosody") // -short only
+	}
+	if err := pathemu.Available(); err != nil {
+		t.Fatalf("the packet-level path emulator cannot run here: %v", err)
+	}
+	t.Setenv(peerMainEnv, "1") // the peers are this test binary
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out, errb bytes.Buffer
+	if code := run(ctx, []string{"-packet", "-inproc=false", "-n", "2", "-rtt", "20ms", "-json"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var rep benchReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("json: %v\n%s", err, out.String())
+	}
+	type want struct {
+		flights, rts float64
+		synData      int
+	}
+	wants := map[string]map[string]want{
+		serverTFO:   {"floor": {2, 1, 2}, "pipebind-warm-fast": {2, 1, 2}, "mellium-classic": {6, 4, 0}},
+		serverNoTFO: {"floor": {3, 1, 0}, "pipebind-warm-fast": {3, 1, 0}, "mellium-classic": {6, 4, 0}},
+	}
+	seen := 0
+	for _, r := range rep.Rows {
+		if r.Pending != "" {
+			continue
+		}
+		w, ok := wants[r.Server][r.Client]
+		if !ok {
+			t.Errorf("unexpected row %s on %s", r.Client, r.Server)
+			continue
+		}
+		seen++
+		if r.Failed != 0 || r.N != 2 {
+			t.Errorf("%s on %s: %d/%d failed: %s", r.Client, r.Server, r.Failed, r.N, r.FirstErr)
+		}
+		if r.Flights != w.flights || r.RoundTrips != w.rts || r.SYNDataAccepted != w.synData {
+			t.Errorf("%s on %s: %g RTs in all, %g after TLS, SYN data accepted %d times; want %g, %g, %d",
+				r.Client, r.Server, r.Flights, r.RoundTrips, r.SYNDataAccepted, w.flights, w.rts, w.synData)
+		}
+	}
+	if seen != 6 {
+		t.Errorf("%d rows measured, want 6", seen)
+	}
+	if len(packetTargets(&rep)) != 0 {
+		t.Error("targets judged at RTT 20 ms; they are the issue's at 50 ms")
+	}
+}
