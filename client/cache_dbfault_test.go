@@ -473,7 +473,13 @@ func TestCacheFaultDeletedMidRun(t *testing.T) {
 		}
 		return nil
 	})
-	alice, err := client.Dial(context.Background(), cfg)
+	var (
+		alice    *client.Client
+		errAtLog error
+	)
+	// The failure is in SyncReport by the time it is logged.
+	stored.atLine = func() { _, errAtLog = alice.SyncReport(context.Background()) }
+	alice, err = client.Dial(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,6 +500,9 @@ func TestCacheFaultDeletedMidRun(t *testing.T) {
 			t.Fatal("the live message did not arrive, or its store was not tried")
 		}
 	}
+	if !errors.Is(errAtLog, cache.ErrGone) {
+		t.Fatalf("SyncReport when the failure was logged: %v, want cache.ErrGone", errAtLog)
+	}
 	_, err = alice.SyncReport(context.Background())
 	if !errors.Is(err, cache.ErrGone) {
 		t.Fatalf("SyncReport after storing into a deleted file: %v, want cache.ErrGone", err)
@@ -505,14 +514,22 @@ func TestCacheFaultDeletedMidRun(t *testing.T) {
 // logSignal is a log writer that closes ch at the first line containing
 // sub.
 type logSignal struct {
-	sub  string
-	ch   chan struct{}
-	once sync.Once
+	sub string
+	ch  chan struct{}
+	// atLine, if set, runs on the logging goroutine at that first line,
+	// before ch is closed: what a reader of the log can see then.
+	atLine func()
+	once   sync.Once
 }
 
 func (w *logSignal) Write(p []byte) (int, error) {
 	if strings.Contains(string(p), w.sub) {
-		w.once.Do(func() { close(w.ch) })
+		w.once.Do(func() {
+			if w.atLine != nil {
+				w.atLine()
+			}
+			close(w.ch)
+		})
 	}
 	return len(p), nil
 }

@@ -51,15 +51,17 @@ func (c *link) startSync(cfg Config, db *cache.DB) {
 				// reading goroutine: a store waiting for the database
 				// delays no acknowledgement and no IQ answer.
 				if _, err := c.syncer.StoreLive(c.ctx); err != nil && c.ctx.Err() == nil {
+					// The error is set before it is logged: who reads the
+					// log line finds it in SyncReport.
 					err = c.syncError(err)
-					c.log.Error().Err(err).Msg("storing live messages failed; the next reconcile fetches them")
 					c.setSyncErr(err)
+					c.log.Error().Err(err).Msg("storing live messages failed; the next reconcile fetches them")
 				}
 			case <-c.syncer.NeedCatchUp():
 				if _, err := c.syncer.CatchUp(c.ctx, c.sess); err != nil && c.ctx.Err() == nil {
 					err = c.syncError(err)
-					c.log.Warn().Err(err).Msg("catch-up failed")
 					c.setSyncErr(err)
+					c.log.Warn().Err(err).Msg("catch-up failed")
 				}
 			}
 		}
