@@ -2,13 +2,19 @@ package client_test
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pipebind/pipebind/client"
 	"github.com/pipebind/pipebind/internal/xmpptest"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 )
 
 // eventsTo returns an OnEvent that sends every event to a channel.
@@ -140,5 +146,107 @@ func TestServerPingAnswered(t *testing.T) {
 	defer cancel()
 	if _, err := s.PingClient(ctx, c.Info().JID.String()); err != nil {
 		t.Fatalf("ping: %v", err)
+	}
+}
+
+// TestSlowServerNotDead: a server that works through a burst of stanzas
+// more slowly than KeepAlive allows for silence (ejabberd 24.12 with its
+// Mnesia archive, on a loaded machine) is not a dead link: the client asks
+// for acknowledgements along the burst (sm.RequestEvery), and the server's
+// answers as it gets through the backlog keep the link alive. (With one
+// <r/> at the head of the burst, the server said nothing until the end and
+// the client dropped a healthy connection.)
+func TestSlowServerNotDead(t *testing.T) {
+	const burst, cost = 200, 5 * time.Millisecond // a second of server work
+	s := newTestServer(t, xmpptest.Config{StanzaCost: cost})
+	events, onEvent := eventsTo(64)
+	cfg := testConfig(t, s, "alice", nil)
+	cfg.KeepAlive = client.KeepAlive{Idle: 250 * time.Millisecond, Timeout: 250 * time.Millisecond}
+	cfg.OnEvent = onEvent
+	c, err := client.Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range burst {
+		if err := sendChat(c, "bob@localhost", fmt.Sprintf("message %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Flush(ctx); err != nil {
+		t.Fatalf("Flush after a burst the server handles slowly: %v", err)
+	}
+	select {
+	case e := <-events:
+		t.Fatalf("event %v (%v) during a slow but live exchange", e.Kind, e.Err)
+	default:
+	}
+}
+
+// TestRequestEndsWithConnection: a request waiting for its answer when the
+// connection dies returns then, with an *UnansweredError that says why
+// (here a dead link) and is not safe to retry blindly; it does not wait
+// for its context (mellium's SendIQ alone would).
+func TestRequestEndsWithConnection(t *testing.T) {
+	const idle, timeout = 200 * time.Millisecond, 200 * time.Millisecond
+	for _, req := range []string{"Flush", "SendIQ"} {
+		t.Run(req, func(t *testing.T) {
+			s := newTestServer(t, xmpptest.Config{})
+			cfg := testConfig(t, s, "alice", nil)
+			cfg.KeepAlive = client.KeepAlive{Idle: idle, Timeout: timeout}
+			c, err := client.Dial(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if !s.StallConnection(lastConn(t, s)) {
+				t.Fatal("no connection to stall")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			start := time.Now()
+			if req == "Flush" {
+				err = c.Flush(ctx)
+			} else {
+				var resp io.Closer
+				resp, err = c.SendIQ(ctx, stanza.IQ{Type: stanza.GetIQ, To: jid.MustParse("localhost")}.Wrap(
+					xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: "urn:xmpp:ping", Local: "ping"}})))
+				if err == nil {
+					resp.Close()
+				}
+			}
+			var ue *client.UnansweredError
+			if !errors.As(err, &ue) || !errors.Is(err, client.ErrDeadLink) || !errors.Is(err, client.ErrConnection) || client.SafeToRetry(err) {
+				t.Fatalf("%s on a link that died: %v, want an *UnansweredError for a dead link, not safe to retry", req, err)
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s returned at its context's deadline (%v), not when the link died", req, time.Since(start))
+			}
+		})
+	}
+}
+
+// TestSendIQTimeout: SendIQ is bounded by Config.RequestTimeout, with an
+// error matching ErrTimeout and context.DeadlineExceeded.
+func TestSendIQTimeout(t *testing.T) {
+	s := newTestServer(t, xmpptest.Config{})
+	cfg := testConfig(t, s, "alice", nil)
+	cfg.RequestTimeout = 200 * time.Millisecond
+	c, err := client.Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The server stops answering; the liveness check (20 s by default)
+	// does not come into it.
+	if !s.StallConnection(lastConn(t, s)) {
+		t.Fatal("no connection to stall")
+	}
+	_, err = c.SendIQ(context.Background(), stanza.IQ{Type: stanza.GetIQ, To: jid.MustParse("localhost")}.Wrap(
+		xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: "urn:xmpp:ping", Local: "ping"}})))
+	if !errors.Is(err, client.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("SendIQ unanswered past RequestTimeout: %v, want ErrTimeout", err)
 	}
 }

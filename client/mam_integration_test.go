@@ -36,7 +36,7 @@ func TestIntegrationSync(t *testing.T) {
 			return realServer{s.Domain, s.DirectTLSAddr, s.TLSConfig(), s.Users}
 		},
 		"ejabberd": func(t *testing.T) realServer {
-			s := ejabberdtest.StartT(t, ejabberdtest.Options{})
+			s := ejabberdtest.StartT(t, ejabberdtest.Options{ExtraModules: map[string]string{"mod_offline": "{use_mam_for_storage: true}"}})
 			return realServer{s.Domain, s.DirectTLSAddr, s.TLSConfig(), s.Users}
 		},
 	}
@@ -50,8 +50,10 @@ func TestIntegrationSync(t *testing.T) {
 					JID: jid.MustParse(user + "@" + srv.domain), Password: srv.users[user],
 					Addr: srv.addr, TLS: client.TLSDirect, TLSConfig: srv.tls, Cache: db,
 					// A loaded CI machine with the race detector and a server
-					// still writing 2,000 archived messages: more than 30 s.
-					Timeout: 2 * time.Minute,
+					// still writing 2,000 archived messages: more than 30 s
+					// (ejabberd 24.12's Mnesia archive: 40 a second), also for
+					// the ping behind them.
+					Timeout: 2 * time.Minute, RequestTimeout: 2 * time.Minute,
 				}
 			}
 			bob, err := client.Dial(ctx, cfg("bob", nil))

@@ -22,6 +22,15 @@ var ErrAck = errors.New("sm: acknowledgement beyond what was sent")
 // login binds a fresh session).
 const MaxUnacked = 10000
 
+// RequestEvery is how many stanzas may follow an outstanding <r/> before
+// another one is asked. A server answers an <r/> only once it has handled
+// every stanza written before it, so a burst with a single request at its
+// head leaves the server silent while it works through the rest: a slow
+// server would look dead to a liveness check (and the queue would drain
+// only at the end). A request every RequestEvery stanzas has the server
+// report progress through the backlog, at the cost of ~30 bytes each way.
+const RequestEvery = 16
+
 // Stanza is a stanza written and not acknowledged yet.
 type Stanza struct {
 	Raw  []byte
@@ -43,6 +52,7 @@ type Session struct {
 	acked     uint32   // the server's last h
 	unacked   []Stanza // sent, not acknowledged, oldest first
 	requested bool     // an <r/> is outstanding
+	since     int      // stanzas recorded since the last <r/>
 	overflow  bool
 }
 
@@ -82,6 +92,7 @@ func (s *Session) Record(raw []byte, k wire.Kind) {
 		return
 	}
 	s.unacked = append(s.unacked, Stanza{Raw: append([]byte(nil), raw...), Kind: k})
+	s.since++
 }
 
 // Ack applies the server's <a h=.../>.
@@ -112,14 +123,15 @@ func (s *Session) ackLocked(h uint32) error {
 }
 
 // NeedRequest reports whether an <r/> should follow a send, and marks one
-// outstanding: one request at a time, only with unacknowledged stanzas.
+// outstanding: only with unacknowledged stanzas, when no request is
+// outstanding or RequestEvery stanzas have been sent since the last one.
 func (s *Session) NeedRequest() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.enabled || s.requested || len(s.unacked) == 0 {
+	if !s.enabled || len(s.unacked) == 0 || (s.requested && s.since < RequestEvery) {
 		return false
 	}
-	s.requested = true
+	s.requested, s.since = true, 0
 	return true
 }
 

@@ -3,6 +3,7 @@ package sm
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"mellium.im/xmpp/jid"
@@ -87,6 +88,34 @@ func TestSMSessionOverflowStopsResumption(t *testing.T) {
 	}
 	if s.Dropped(0) != nil {
 		t.Fatal("an overflowed session is offered for resumption")
+	}
+}
+
+// TestSMRequestEveryInBurst: during a burst, an <r/> is asked again every
+// RequestEvery stanzas although one is outstanding, so that a server
+// working through the backlog reports progress; never more often.
+func TestSMRequestEveryInBurst(t *testing.T) {
+	s := newSMForTest()
+	var requests []int
+	for i := range 5 * RequestEvery {
+		s.record(fmt.Appendf(nil, "<message id='%d'/>", i))
+		if s.NeedRequest() {
+			requests = append(requests, i)
+		}
+	}
+	want := []int{0, RequestEvery, 2 * RequestEvery, 3 * RequestEvery, 4 * RequestEvery}
+	if !slices.Equal(requests, want) {
+		t.Fatalf("<r/> after stanzas %v, want %v", requests, want)
+	}
+	if err := s.Ack(uint32(5 * RequestEvery)); err != nil {
+		t.Fatal(err)
+	}
+	if s.NeedRequest() {
+		t.Fatal("<r/> requested with nothing unacknowledged")
+	}
+	s.record([]byte("<message/>"))
+	if !s.NeedRequest() || s.NeedRequest() {
+		t.Fatal("after the acknowledgement, want one <r/> for the next stanza")
 	}
 }
 

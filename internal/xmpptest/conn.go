@@ -223,6 +223,9 @@ func (c *conn) run() error {
 		if err != nil {
 			return c.fail(err)
 		}
+		if c.cfg.StanzaCost > 0 && c.state == stateBound && isStanza(el) {
+			time.Sleep(c.cfg.StanzaCost) // the server's work on it (Config.StanzaCost)
+		}
 		h := handlers[c.state][el.name]
 		if h == nil {
 			h = (*conn).unhandled

@@ -136,6 +136,13 @@ type Config struct {
 	// SMRequestEvery stanzas it sends on a stream with stream management on.
 	// Zero means the server never asks for acks.
 	SMRequestEvery int
+	// StanzaCost is the time the server spends on each stanza a bound
+	// session sends before it reads the next one, as a server that writes
+	// every message to disk does (ejabberd 24.12 with its Mnesia archive
+	// handles a few dozen a second on a loaded machine): a burst of them is
+	// a backlog that anything sent after it, an <r/> or a ping, waits
+	// behind. Zero means none.
+	StanzaCost time.Duration
 	// SMEnabledFirst answers a client's <enable/> (XEP-0198, classic path)
 	// before the carbons-enable IQ it pipelined in front of it, as ejabberd
 	// 24.12 does: the IQ result is held until the <enable/> is answered.
