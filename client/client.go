@@ -147,9 +147,9 @@ type Client struct {
 }
 
 // Session returns the current connection's mellium session, for mellium's
-// packages that take one (roster, disco, ping, ...) and for request/response
-// exchanges such as its SendIQ, whose answer mellium routes back to the
-// caller. To send a stanza, use Send: writing on the session directly does
+// packages that take one (roster, disco, ping, ...). For a request and its
+// answer, use SendIQ: mellium's SendIQ on the session waits until its
+// context ends even once the connection is gone. To send a stanza, use Send: writing on the session directly does
 // not wait while the client reconnects (on the session of a lost
 // connection the write fails), and does not ask the server to acknowledge
 // what was written (XEP-0198 <r/>), which then waits in the queue of

@@ -102,10 +102,13 @@
 // with stream management it keeps what it wrote until the server has
 // acknowledged it (asking with <r/>), to send it again after a drop.
 //
-// Client.Session returns the current connection's *xmpp.Session for
-// mellium's packages that take one (roster, disco, ping, ...) and for
-// request/response exchanges such as SendIQ, whose answer mellium routes
-// back to the caller. Writing on it directly neither waits while the client
+// Client.SendIQ sends a request and returns its answer, bounded by
+// Config.RequestTimeout and by the connection: a connection that ends
+// first makes it return an *UnansweredError at once. Client.Session
+// returns the current connection's *xmpp.Session for mellium's packages
+// that take one (roster, disco, ...); mellium's own SendIQ on it waits
+// for an answer until its context ends, even once the connection is gone.
+// Writing on it directly neither waits while the client
 // reconnects nor asks for acknowledgements. Dial already runs its Serve
 // loop and passes incoming elements to Config.Handler. Close ends the
 // stream, closes the connection and waits for the client's goroutines. A

@@ -19,7 +19,7 @@ func chatMessage(to, body string) xml.TokenReader {
 // pingServer sends a XEP-0199 ping to the server and waits for the answer:
 // everything sent before it has been processed.
 func pingServer(ctx context.Context, c *client.Client, domain string) error {
-	resp, err := c.Session().SendIQ(ctx, stanza.IQ{Type: stanza.GetIQ, To: jid.MustParse(domain)}.Wrap(
+	resp, err := c.SendIQ(ctx, stanza.IQ{Type: stanza.GetIQ, To: jid.MustParse(domain)}.Wrap(
 		xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: "urn:xmpp:ping", Local: "ping"}})))
 	if err != nil {
 		return err

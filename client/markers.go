@@ -40,9 +40,8 @@ func (c *link) MarkDisplayed(ctx context.Context, peer jid.JID, stanzaID string)
 	if err != nil || !moved {
 		return err
 	}
-	rctx, cancel := c.requestContext(ctx)
-	defer cancel()
-	err = mds.Publish(rctx, c.sess, mds.Marker{Peer: peer.Bare(), StanzaID: stanzaID, By: acct})
+	rctx, finish := c.request(ctx)
+	err = finish(mds.Publish(rctx, c.sess, mds.Marker{Peer: peer.Bare(), StanzaID: stanzaID, By: acct}))
 	var se stanza.Error
 	switch {
 	case err == nil:
@@ -68,9 +67,9 @@ func noPEP(se stanza.Error) bool {
 // to the cache: those of one-to-one conversations, whose stanza-ids are the
 // account's archive ids (the cache holds no groupchat).
 func (c *link) fetchDisplayed(ctx context.Context) error {
-	rctx, cancel := c.requestContext(ctx)
-	defer cancel()
+	rctx, finish := c.request(ctx)
 	markers, err := mds.Fetch(rctx, c.sess)
+	err = finish(err)
 	if err != nil {
 		return c.noMarkers(err)
 	}
@@ -99,13 +98,4 @@ func (c *link) applyMarkers(ctx context.Context, markers []mds.Marker) error {
 		}
 	}
 	return nil
-}
-
-// requestContext bounds one request of the client's by
-// Config.RequestTimeout.
-func (c *link) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d := c.cfg.requestTimeout(); d > 0 {
-		return context.WithTimeout(ctx, d)
-	}
-	return ctx, func() {}
 }

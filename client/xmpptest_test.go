@@ -465,7 +465,7 @@ func TestSMAckCountsEveryStanza(t *testing.T) {
 	}
 	// Two IQs answered by the server (ping), each a stanza the client parses.
 	for range 2 {
-		resp, err := alice.Session().SendIQ(ctx, stanza.IQ{Type: stanza.GetIQ, To: jid.MustParse(s.Domain())}.Wrap(
+		resp, err := alice.SendIQ(ctx, stanza.IQ{Type: stanza.GetIQ, To: jid.MustParse(s.Domain())}.Wrap(
 			xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: "urn:xmpp:ping", Local: "ping"}})))
 		if err != nil {
 			t.Fatal(err)
