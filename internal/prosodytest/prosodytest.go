@@ -66,8 +66,9 @@ type Options struct {
 	// Domain is the VirtualHost. Empty means "localhost".
 	Domain string
 	// Users maps localparts to passwords; they are registered before Start
-	// returns. Nil means {"alice": "alice-pw-1", "bob": "bob-pw-2"}; use an
-	// empty non-nil map for no users.
+	// returns (their account files are written directly, so a thousand
+	// take about a second). Nil means {"alice": "alice-pw-1", "bob":
+	// "bob-pw-2"}; use an empty non-nil map for no users.
 	Users map[string]string
 	// ExtraModules are appended to modules_enabled.
 	ExtraModules []string
@@ -95,11 +96,14 @@ type Server struct {
 	// ConfigFile is the path of the generated prosody.cfg.lua.
 	ConfigFile string
 
+	prosody    string
 	prosodyctl string
 	pool       *x509.CertPool
-	cmd        *exec.Cmd
-	exited     chan struct{} // closed when the process has been reaped
-	waitErr    error         // valid after exited is closed
+
+	procMu  sync.Mutex // guards the process (cmd, exited, waitErr) in Restart and Close
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the process has been reaped
+	waitErr error         // valid after exited is closed
 
 	mu       sync.Mutex // guards Users, finalLog
 	finalLog string     // log captured by Close before Dir is removed
@@ -144,19 +148,20 @@ func Start(ctx context.Context, opt Options) (*Server, error) {
 		Users:      make(map[string]string, len(users)),
 		Dir:        dir,
 		ConfigFile: filepath.Join(dir, "prosody.cfg.lua"),
+		prosody:    prosody,
 		prosodyctl: prosodyctl,
 	}
 	if err := s.prepare(opt); err != nil {
 		s.Close()
 		return nil, err
 	}
-	// prosodyctl writes account files under data_path directly, so users
-	// can be registered while prosody starts; that halves Start's time.
+	// Accounts are files under data_path, which Prosody reads on each
+	// access, so users are registered while prosody starts.
 	regCtx, cancelReg := context.WithCancel(ctx)
 	defer cancelReg()
 	regErr := make(chan error, 1)
-	go func() { regErr <- s.registerAll(regCtx, users) }()
-	if err := s.start(ctx, prosody, opt); err != nil {
+	go func() { regErr <- s.writeAccounts(regCtx, users) }()
+	if err := s.start(ctx, opt); err != nil {
 		cancelReg()
 		<-regErr // a consequence of the same failure, at best
 		s.Close()
@@ -218,9 +223,9 @@ func (s *Server) writeConfig(opt Options) error {
 
 // start launches prosody, retrying on new ports when one was taken between
 // freePorts and prosody's bind.
-func (s *Server) start(ctx context.Context, prosody string, opt Options) error {
+func (s *Server) start(ctx context.Context, opt Options) error {
 	for try := 1; ; try++ {
-		err := s.launch(ctx, prosody)
+		err := s.launch(ctx)
 		if err == nil || !errors.Is(err, errPortInUse) || try == startTries {
 			return err
 		}
@@ -236,13 +241,13 @@ func (s *Server) start(ctx context.Context, prosody string, opt Options) error {
 var errPortInUse = errors.New("port in use")
 
 // launch starts the process and waits until it is ready.
-func (s *Server) launch(ctx context.Context, prosody string) error {
+func (s *Server) launch(ctx context.Context) error {
 	out, err := os.OpenFile(s.outPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("prosodytest: %w", err)
 	}
 	defer out.Close() // the child holds its own descriptor
-	cmd := exec.Command(prosody, "--config", s.ConfigFile, "-F")
+	cmd := exec.Command(s.prosody, "--config", s.ConfigFile, "-F")
 	cmd.Dir = s.Dir
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -347,7 +352,9 @@ func config(dir string, opt Options, c2sPort, tlsPort int, debug bool) string {
 	w("log = { %s = %s }", level, lua(filepath.Join(dir, "prosody.log")))
 	w("interfaces = { \"127.0.0.1\" }")
 	w("local_interfaces = { \"127.0.0.1\" }")
-	w("network_settings = { nagle = false }")
+	// A backlog for a fleet of clients connecting at once (Prosody's
+	// default, 128, drops the SYNs past it: a second's wait each).
+	w("network_settings = { nagle = false; tcp_backlog = 1024 }")
 	w("c2s_ports = { %d }", c2sPort)
 	w("c2s_direct_tls_ports = { %d }", tlsPort)
 	w("c2s_require_encryption = true")
@@ -411,16 +418,24 @@ func (s *Server) Register(ctx context.Context, user, password string) error {
 	return nil
 }
 
-func (s *Server) registerAll(ctx context.Context, users map[string]string) error {
-	errs := make(chan error, len(users))
-	for u, pw := range users {
-		go func() { errs <- s.Register(ctx, u, pw) }()
+// Restart stops Prosody as Close does (SIGTERM: it ends every client's
+// stream and closes its connection) and starts it again with the same
+// config, ports and data directory (accounts, FAST tokens, archives), as an
+// administrator's restart would; it waits, as Start does, until both ports
+// accept connections again. Sessions do not survive it: a client's stream
+// management session cannot be resumed afterwards. ctx bounds the start.
+func (s *Server) Restart(ctx context.Context) error {
+	s.procMu.Lock()
+	defer s.procMu.Unlock()
+	if s.cmd == nil {
+		return errors.New("prosodytest: Restart: the server is not running")
 	}
-	var all []error
-	for range users {
-		all = append(all, <-errs)
+	s.stop()
+	if err := s.launch(ctx); err != nil {
+		s.stop()
+		return err
 	}
-	return errors.Join(all...)
+	return nil
 }
 
 // Close stops the process group (SIGTERM, then SIGKILL after 5 s), waits
@@ -428,7 +443,9 @@ func (s *Server) registerAll(ctx context.Context, users map[string]string) error
 // and returns the same result every time.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.procMu.Lock()
 		s.stop()
+		s.procMu.Unlock()
 		log := s.readLog()
 		s.mu.Lock()
 		s.finalLog = log
