@@ -65,10 +65,10 @@ var defaultModules = []string{
 type Options struct {
 	// Domain is the VirtualHost. Empty means "localhost".
 	Domain string
-	// Users maps localparts to passwords; they are registered before Start
-	// returns (their account files are written directly, so a thousand
-	// take about a second). Nil means {"alice": "alice-pw-1", "bob":
-	// "bob-pw-2"}; use an empty non-nil map for no users.
+	// Users maps localparts (lower case) to passwords; they are registered
+	// before Start returns (their account files are written directly, so a
+	// thousand take a few milliseconds). Nil means {"alice": "alice-pw-1",
+	// "bob": "bob-pw-2"}; use an empty non-nil map for no users.
 	Users map[string]string
 	// ExtraModules are appended to modules_enabled.
 	ExtraModules []string
@@ -156,18 +156,12 @@ func Start(ctx context.Context, opt Options) (*Server, error) {
 		return nil, err
 	}
 	// Accounts are files under data_path, which Prosody reads on each
-	// access, so users are registered while prosody starts.
-	regCtx, cancelReg := context.WithCancel(ctx)
-	defer cancelReg()
-	regErr := make(chan error, 1)
-	go func() { regErr <- s.writeAccounts(regCtx, users) }()
-	if err := s.start(ctx, opt); err != nil {
-		cancelReg()
-		<-regErr // a consequence of the same failure, at best
+	// access.
+	if err := s.writeAccounts(users); err != nil {
 		s.Close()
 		return nil, err
 	}
-	if err := <-regErr; err != nil {
+	if err := s.start(ctx, opt); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -225,7 +219,7 @@ func (s *Server) writeConfig(opt Options) error {
 // freePorts and prosody's bind.
 func (s *Server) start(ctx context.Context, opt Options) error {
 	for try := 1; ; try++ {
-		err := s.launch(ctx)
+		err := s.launch(ctx, true)
 		if err == nil || !errors.Is(err, errPortInUse) || try == startTries {
 			return err
 		}
@@ -240,8 +234,8 @@ func (s *Server) start(ctx context.Context, opt Options) error {
 
 var errPortInUse = errors.New("port in use")
 
-// launch starts the process and waits until it is ready.
-func (s *Server) launch(ctx context.Context) error {
+// launch starts the process and waits until it is ready (see waitReady).
+func (s *Server) launch(ctx context.Context, handshake bool) error {
 	out, err := os.OpenFile(s.outPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("prosodytest: %w", err)
@@ -261,13 +255,13 @@ func (s *Server) launch(ctx context.Context) error {
 		s.waitErr = cmd.Wait()
 		close(exited)
 	}(s.exited)
-	return s.waitReady(ctx)
+	return s.waitReady(ctx, handshake)
 }
 
-// waitReady polls until plain c2s accepts a TCP connection and Direct TLS
-// completes a handshake, the process exits, a port turns out taken, ctx ends
-// or readyTimeout passes.
-func (s *Server) waitReady(ctx context.Context) error {
+// waitReady polls until both ports accept a TCP connection and, with
+// handshake, a Direct TLS handshake completes; or the process exits, a port
+// turns out taken, ctx ends or readyTimeout passes.
+func (s *Server) waitReady(ctx context.Context, handshake bool) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	tick := time.NewTicker(readyTick)
@@ -279,7 +273,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return fmt.Errorf("prosodytest: prosody exited during start (%v); log tail:\n%s", s.waitErr, s.tail())
 		default:
 		}
-		probeErr = s.probe(ctx)
+		probeErr = s.probe(ctx, handshake)
 		// Checked after the probe: a taken port may belong to a listener
 		// that accepts, but prosody has logged the failure by the time
 		// both its ports are open.
@@ -299,17 +293,22 @@ func (s *Server) waitReady(ctx context.Context) error {
 	}
 }
 
-func (s *Server) probe(ctx context.Context) error {
+func (s *Server) probe(ctx context.Context, handshake bool) error {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", s.C2SAddr)
-	if err != nil {
-		return err
+	for _, addr := range []string{s.C2SAddr, s.DirectTLSAddr} {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		c.Close()
 	}
-	c.Close()
+	if !handshake {
+		return nil
+	}
 	td := tls.Dialer{Config: s.TLSConfig()}
-	c, err = td.DialContext(ctx, "tcp", s.DirectTLSAddr)
+	c, err := td.DialContext(ctx, "tcp", s.DirectTLSAddr)
 	if err != nil {
 		return err
 	}
@@ -421,8 +420,9 @@ func (s *Server) Register(ctx context.Context, user, password string) error {
 // Restart stops Prosody as Close does (SIGTERM: it ends every client's
 // stream and closes its connection) and starts it again with the same
 // config, ports and data directory (accounts, FAST tokens, archives), as an
-// administrator's restart would; it waits, as Start does, until both ports
-// accept connections again. Sessions do not survive it: a client's stream
+// administrator's restart would; it waits until both ports accept TCP
+// connections again (no TLS probe: clients coming back may keep Prosody
+// busy for a while). Sessions do not survive it: a client's stream
 // management session cannot be resumed afterwards. ctx bounds the start.
 func (s *Server) Restart(ctx context.Context) error {
 	s.procMu.Lock()
@@ -431,7 +431,7 @@ func (s *Server) Restart(ctx context.Context) error {
 		return errors.New("prosodytest: Restart: the server is not running")
 	}
 	s.stop()
-	if err := s.launch(ctx); err != nil {
+	if err := s.launch(ctx, false); err != nil {
 		s.stop()
 		return err
 	}

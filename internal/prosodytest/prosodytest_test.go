@@ -292,9 +292,9 @@ func isReset(err error) bool {
 }
 
 // TestIntegrationAccounts registers accounts the way Start does (account
-// files written directly; users sharing a password share its derivation; a
-// password that is not printable ASCII through prosodyctl) and logs in as
-// each.
+// files written directly, with the password Prosody hashes at the first
+// login, SASLprep included) and logs in as each, twice: the second login
+// checks the keys Prosody derived.
 func TestIntegrationAccounts(t *testing.T) {
 	users := map[string]string{
 		"dave":     "shared-pw",
@@ -303,15 +303,25 @@ func TestIntegrationAccounts(t *testing.T) {
 		"gräfin":   "gräfin-pw",
 		"heinrich": "pässwörd",
 		"bot-0":    "bot-pw-0",
+		"ida":      "I\u2163-pw", // Ⅳ, which SASLprep (NFKC) makes IV
 	}
 	s := StartT(t, Options{Users: users})
 	for user, pw := range users {
 		if s.Users[user] != pw {
 			t.Errorf("Users[%q] = %q, want %q", user, s.Users[user], pw)
 		}
-		if got := plainAuth(t, s, user, pw); got != "success" {
-			t.Errorf("SASL2 PLAIN as %s: <%s/>", user, got)
+		for i := range 2 {
+			if got := plainAuth(t, s, user, pw); got != "success" {
+				t.Errorf("SASL2 PLAIN as %s, login %d: <%s/>", user, i+1, got)
+			}
 		}
+	}
+	if got := plainAuth(t, s, "ida", "IIV-pw"); got != "success" {
+		t.Errorf("SASL2 PLAIN as ida with the SASLprep form of her password: <%s/>", got)
+	}
+	if s2, err := Start(t.Context(), Options{Users: map[string]string{"Zoe": "zoe-pw"}}); err == nil {
+		s2.Close()
+		t.Error("Start registered a user name in upper case, which Prosody would never find")
 	}
 	if got := plainAuth(t, s, "dave", "frank-pw"); got != "failure" {
 		t.Errorf("SASL2 PLAIN as dave with frank's password: <%s/>, want <failure/>", got)
