@@ -298,7 +298,7 @@ func (d *dialing) loggedIn(ctx context.Context, attempt int, st *login.Stream) *
 	}
 	info.Timings.Total = time.Since(d.start)
 	if db != nil {
-		recordLogin(ctx, db, d.cfg, res, d.adv.stored, d.adv.pin, d.log)
+		recordLogin(ctx, db, d.cfg, res, d.adv.stored, d.adv.pin, d.keys.record(), d.log)
 	}
 	if t := info.NewToken; t != nil {
 		// Stored; the application's copy of Info never holds the secret.
