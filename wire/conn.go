@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bufio"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -73,7 +72,7 @@ type Options struct {
 // writes may come from any.
 type Conn struct {
 	net.Conn
-	br    *bufio.Reader
+	rb    inbuf // the read buffer (the reading goroutine's)
 	meter atomic.Pointer[meter]
 	live  atomic.Bool // EndLogin has run
 
@@ -120,7 +119,6 @@ func New(c net.Conn, o Options) *Conn {
 	}
 	w := &Conn{Conn: c, in: NewLexer(lim), onOut: o.OnStanzaOut, trace: o.Trace}
 	w.meter.Store(&meter{maxIn: maxIn})
-	w.br = bufio.NewReaderSize(netReader{w}, 4096)
 	return w
 }
 
@@ -211,7 +209,7 @@ func (c *Conn) ReadByte() (byte, error) {
 		if len(c.replay) > 0 || c.replayErr != nil {
 			return c.readReplay()
 		}
-		b, err := c.br.ReadByte()
+		b, err := c.rb.readByte(netReader{c})
 		if err != nil {
 			return 0, err
 		}
@@ -219,7 +217,7 @@ func (c *Conn) ReadByte() (byte, error) {
 			continue // white space between elements: nobody needs it
 		}
 		if b == '<' && c.tapping() {
-			_ = c.br.UnreadByte()
+			c.rb.unreadByte()
 			if err := c.offer(); err != nil {
 				return 0, err
 			}
@@ -230,7 +228,7 @@ func (c *Conn) ReadByte() (byte, error) {
 		}
 		return b, nil
 	}
-	b, err := c.br.ReadByte()
+	b, err := c.rb.readByte(netReader{c})
 	if err != nil {
 		return 0, err
 	}
@@ -245,7 +243,7 @@ func (c *Conn) ReadByte() (byte, error) {
 func (c *Conn) Read(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
-		if n > 0 && len(c.replay) == 0 && c.br.Buffered() == 0 {
+		if n > 0 && len(c.replay) == 0 && c.rb.buffered() == 0 {
 			break
 		}
 		b, err := c.ReadByte()
