@@ -413,10 +413,15 @@ func (c *link) start(wg *sync.WaitGroup, ev *dispatcher) {
 	if cfg.Handler != nil {
 		h = appHandler{d: ev, next: cfg.Handler}
 	}
+	sh := c.sm.Handler(c.conn, h, c.log)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		c.serve(c.sm.Handler(c.conn, h, c.log))
+		// An idle session waits for its first input here rather than under
+		// the decoder, in a small frame, so that its goroutine's stack
+		// shrinks (see wire.Conn.WaitInput).
+		c.conn.WaitInput()
+		c.serve(sh)
 	}()
 	c.startSync(cfg, c.db)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,8 @@ type Conn struct {
 
 	writing atomic.Int32 // writes in progress
 	dead    atomic.Bool  // Abort: deadlines stay in the past
+	dlMu    sync.Mutex   // the read deadline: set through Conn, and WaitInput's probe
+	readDL  time.Time    // the read deadline set through Conn
 	refused sync.Once    // the stream error for bad input is sent once
 }
 
@@ -187,6 +190,40 @@ const maxStrayWindow = 64
 // stanzas it retransmits); left in the stream they would end mellium's
 // Serve. Call it on the reading goroutine (the login's).
 func (c *Conn) DropStrayFeatures() { c.skipLeft = maxStrayWindow }
+
+// WaitInput waits until the server has sent something the decoder has not
+// read, or the connection has failed (the decoder's next read then says
+// how). Call it on the reading goroutine before it starts decoding: an idle
+// connection's goroutine then waits a few frames deep instead of under the
+// decoder's (mellium's Serve, encoding/xml, crypto/tls: about 5 KiB), and
+// the runtime shrinks a waiting goroutine's stack to what it uses, 4 KiB
+// instead of 8 or 16.
+//
+// Over TLS on a socket, it first takes what TLS already holds, reading with
+// a deadline in the past (TLS then hands over a buffered record and touches
+// no socket; a timeout leaves the connection usable); with nothing there,
+// it waits until the socket is readable, and leaves the reading to the
+// decoder. Otherwise it waits in a small read.
+func (c *Conn) WaitInput() {
+	if len(c.replay) > 0 || c.replayErr != nil || c.rb.buffered() > 0 || c.rb.err != nil {
+		return
+	}
+	tc, ok := c.Conn.(*tls.Conn)
+	if !ok || !canWaitReadable(tc.NetConn()) {
+		c.rb.fill(netReader{c})
+		return
+	}
+	c.dlMu.Lock()
+	_ = tc.SetReadDeadline(time.Unix(1, 0))
+	c.rb.fill(netReader{c})
+	_ = tc.SetReadDeadline(c.readDeadline())
+	c.dlMu.Unlock()
+	if c.rb.buffered() > 0 || !errors.Is(c.rb.err, os.ErrDeadlineExceeded) {
+		return // what TLS held, or the connection's error
+	}
+	c.rb.err = nil
+	_ = waitReadable(tc.NetConn())
+}
 
 // netReader reads from the network and feeds the login's meter.
 type netReader struct{ c *Conn }
@@ -389,6 +426,8 @@ func (c *Conn) frameOut(p []byte) {
 // Abort makes every pending and future read and write fail at once (the
 // login's context ended).
 func (c *Conn) Abort() {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
 	c.dead.Store(true)
 	_ = c.Conn.SetDeadline(time.Unix(1, 0))
 }
@@ -397,6 +436,9 @@ func (c *Conn) Abort() {
 // own context watcher sets a past deadline and at once clears it; if the
 // clear lands before the blocked read notices, the read blocks again.
 func (c *Conn) SetDeadline(t time.Time) error {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	c.readDL = t
 	if c.dead.Load() {
 		return c.Conn.SetDeadline(time.Unix(1, 0))
 	}
@@ -405,10 +447,21 @@ func (c *Conn) SetDeadline(t time.Time) error {
 
 // SetReadDeadline: see SetDeadline.
 func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	c.readDL = t
 	if c.dead.Load() {
 		return c.Conn.SetReadDeadline(time.Unix(1, 0))
 	}
 	return c.Conn.SetReadDeadline(t)
+}
+
+// readDeadline is the read deadline to restore (c.dlMu held).
+func (c *Conn) readDeadline() time.Time {
+	if c.dead.Load() {
+		return time.Unix(1, 0)
+	}
+	return c.readDL
 }
 
 // SetWriteDeadline ignores a deadline in the past while no write is in

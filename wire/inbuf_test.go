@@ -1,9 +1,16 @@
 package wire
 
 import (
+	"bytes"
+	"crypto/tls"
+	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pipebind/pipebind/internal/testcert"
 )
 
 // chunkReader returns its chunks one per Read (cut to the caller's
@@ -83,4 +90,136 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// tlsPair returns a client Conn over TLS on a loopback socket and the
+// server's side of it.
+func tlsPair(t *testing.T) (*Conn, *tls.Conn) {
+	t.Helper()
+	pki, err := testcert.New("wire", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pki.Server}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan *tls.Conn, 1)
+	go func() {
+		defer close(accepted)
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		if err := c.(*tls.Conn).Handshake(); err != nil {
+			c.Close()
+			return
+		}
+		accepted <- c.(*tls.Conn)
+	}()
+	tc, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{RootCAs: pki.Pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, ok := <-accepted
+	if !ok {
+		t.Fatal("accept or server handshake failed")
+	}
+	t.Cleanup(func() { tc.Close(); srv.Close() })
+	c := New(tc, Options{})
+	c.EndLogin()
+	return c, srv
+}
+
+// waitInput runs c.WaitInput on a goroutine and returns a channel closed
+// when it returns.
+func waitInput(c *Conn) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.WaitInput()
+	}()
+	return done
+}
+
+func readN(t *testing.T, c *Conn, n int) string {
+	t.Helper()
+	var b bytes.Buffer
+	for range n {
+		x, err := c.ReadByte()
+		if err != nil {
+			t.Fatalf("after %q: %v", b.String(), err)
+		}
+		b.WriteByte(x)
+	}
+	return b.String()
+}
+
+// TestWaitInput: WaitInput returns at once when TLS holds bytes the decoder
+// has not read (no socket would wake it), waits on the socket otherwise,
+// leaves the reading to the decoder, and returns when the connection ends
+// or the read deadline set through Conn passes, which it keeps.
+func TestWaitInput(t *testing.T) {
+	long := "<message>" + strings.Repeat("x", 200) + "</message>"
+
+	t.Run("held by TLS", func(t *testing.T) {
+		c, srv := tlsPair(t)
+		if _, err := srv.Write([]byte(long)); err != nil { // one record
+			t.Fatal(err)
+		}
+		// The first byte takes a small read: TLS keeps the rest.
+		if got := readN(t, c, idleReadSize); got != long[:idleReadSize] {
+			t.Fatalf("read %q", got)
+		}
+		select {
+		case <-waitInput(c):
+		case <-time.After(10 * time.Second):
+			t.Fatal("WaitInput waits on the socket while TLS holds the rest of a record")
+		}
+		if got := readN(t, c, len(long)-idleReadSize); got != long[idleReadSize:] {
+			t.Fatalf("then read %q", got)
+		}
+	})
+
+	t.Run("waits on the socket", func(t *testing.T) {
+		c, srv := tlsPair(t)
+		done := waitInput(c)
+		select {
+		case <-done:
+			t.Fatal("WaitInput returned with nothing sent")
+		case <-time.After(100 * time.Millisecond):
+		}
+		if _, err := srv.Write([]byte(long)); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		if c.rb.buffered() != 0 {
+			t.Error("WaitInput read from the socket; the decoder's read should")
+		}
+		if got := readN(t, c, len(long)); got != long {
+			t.Fatalf("read %q", got)
+		}
+	})
+
+	t.Run("connection ends", func(t *testing.T) {
+		c, srv := tlsPair(t)
+		done := waitInput(c)
+		srv.Close()
+		<-done
+		if _, err := c.ReadByte(); err != io.EOF {
+			t.Errorf("ReadByte after the peer closed: %v, want io.EOF", err)
+		}
+	})
+
+	t.Run("read deadline", func(t *testing.T) {
+		c, _ := tlsPair(t)
+		if err := c.SetReadDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		<-waitInput(c) // returns when the deadline passes: it was kept
+		if _, err := c.ReadByte(); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("ReadByte after the deadline: %v, want a timeout", err)
+		}
+	})
 }
