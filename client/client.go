@@ -332,7 +332,7 @@ type link struct {
 	info Info
 	log  zerolog.Logger
 	db   *cache.DB // the message cache, nil without one
-	cfg  Config
+	cfg  *Config   // the Client's, read only
 	sm   *sm.Session
 
 	closeTimeout time.Duration
@@ -357,7 +357,7 @@ type link struct {
 	syncErr  error
 }
 
-func newLink(cfg Config, st *login.Stream, info Info, db *cache.DB, sess *sm.Session, log zerolog.Logger) *link {
+func newLink(cfg *Config, st *login.Stream, info Info, db *cache.DB, sess *sm.Session, log zerolog.Logger) *link {
 	c := &link{
 		sess:         st.Session,
 		conn:         st.Conn,
@@ -368,7 +368,6 @@ func newLink(cfg Config, st *login.Stream, info Info, db *cache.DB, sess *sm.Ses
 		db:           db,
 		closeTimeout: cfg.closeTimeout(),
 		done:         make(chan struct{}),
-		syncDone:     make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
@@ -423,7 +422,7 @@ func (c *link) start(wg *sync.WaitGroup, ev *dispatcher) {
 		c.conn.WaitInput()
 		c.serve(sh)
 	}()
-	c.startSync(cfg, c.db)
+	c.startSync(c.db)
 }
 
 func (c *link) serve(h xmpp.Handler) {

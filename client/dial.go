@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -30,7 +31,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		cfg:    cfg,
-		log:    cfg.Logger.With().Str("component", "client").Str("jid", cfg.JID.Bare().String()).Logger(),
+		log:    clientLogger(&cfg),
 		online: make(chan struct{}),
 		ended:  make(chan struct{}),
 	}
@@ -312,5 +313,17 @@ func (d *dialing) loggedIn(ctx context.Context, attempt int, st *login.Stream) *
 		Int("round_trips", res.RoundTrips).
 		Dur("total", info.Timings.Total).
 		Msg("logged in")
-	return newLink(d.cfg, st, *info, db, &d.c.sm, d.log)
+	return newLink(&d.c.cfg, st, *info, db, &d.c.sm, d.log)
+}
+
+// clientLogger is cfg.Logger with the client's fields. A logger that never
+// writes (the zero Logger, or one at zerolog.Disabled) is returned as is:
+// With allocates a 500-byte buffer, kept for the client's life, which a
+// fleet of silent bots would pay a thousand times for nothing.
+func clientLogger(cfg *Config) zerolog.Logger {
+	l := cfg.Logger
+	if l.GetLevel() == zerolog.Disabled || reflect.ValueOf(l).IsZero() {
+		return l
+	}
+	return l.With().Str("component", "client").Str("jid", cfg.JID.Bare().String()).Logger()
 }
