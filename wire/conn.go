@@ -103,7 +103,7 @@ type Conn struct {
 	writing atomic.Int32 // writes in progress
 	dead    atomic.Bool  // Abort: deadlines stay in the past
 	dlMu    sync.Mutex   // the read deadline: set through Conn, and WaitInput's probe
-	readDL  time.Time    // the read deadline set through Conn
+	readDL  int64        // the read deadline set through Conn (Unix ns; 0: none)
 	refused sync.Once    // the stream error for bad input is sent once
 }
 
@@ -438,7 +438,7 @@ func (c *Conn) Abort() {
 func (c *Conn) SetDeadline(t time.Time) error {
 	c.dlMu.Lock()
 	defer c.dlMu.Unlock()
-	c.readDL = t
+	c.readDL = unixNano(t)
 	if c.dead.Load() {
 		return c.Conn.SetDeadline(time.Unix(1, 0))
 	}
@@ -449,7 +449,7 @@ func (c *Conn) SetDeadline(t time.Time) error {
 func (c *Conn) SetReadDeadline(t time.Time) error {
 	c.dlMu.Lock()
 	defer c.dlMu.Unlock()
-	c.readDL = t
+	c.readDL = unixNano(t)
 	if c.dead.Load() {
 		return c.Conn.SetReadDeadline(time.Unix(1, 0))
 	}
@@ -458,10 +458,21 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 
 // readDeadline is the read deadline to restore (c.dlMu held).
 func (c *Conn) readDeadline() time.Time {
-	if c.dead.Load() {
+	switch {
+	case c.dead.Load():
 		return time.Unix(1, 0)
+	case c.readDL == 0:
+		return time.Time{}
 	}
-	return c.readDL
+	return time.Unix(0, c.readDL)
+}
+
+// unixNano is t in Unix nanoseconds, 0 for the zero Time (no deadline).
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 // SetWriteDeadline ignores a deadline in the past while no write is in
