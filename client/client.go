@@ -100,7 +100,7 @@ type Client struct {
 	cancel context.CancelFunc
 	loop   sync.WaitGroup // linkEnded calls: armed (watch) or running
 	wg     sync.WaitGroup // the links' goroutines (serve, sync, goodbye)
-	ev     *dispatcher    // OnEvent's queue; Done
+	ev     dispatcher     // OnEvent's queue; Done
 
 	mu     sync.Mutex
 	cur    *link         // the current (or last) connection
@@ -344,6 +344,7 @@ type link struct {
 	err       error
 	closed    bool
 	served    bool        // the serve goroutine has ended
+	onEnd     func()      // started on a goroutine once the session has ended
 	kill      *time.Timer // closes the connection CloseTimeout after stop
 
 	// ctx lives until Close; background work (sync) stops with it.
@@ -447,6 +448,24 @@ func (c *link) serve(h xmpp.Handler) {
 		c.log.Debug().Err(err).Msg("session ended")
 	}
 	close(c.done)
+	c.mu.Lock()
+	f := c.onEnd
+	c.mu.Unlock()
+	if f != nil {
+		go f()
+	}
+}
+
+// onEnded starts f on a goroutine of its own once the session has ended
+// (at once if it has). Call it once, after start.
+func (c *link) onEnded(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.served {
+		go f()
+		return
+	}
+	c.onEnd = f
 }
 
 // Done is closed when the session has ended (Close, server, or network).

@@ -35,7 +35,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		online: make(chan struct{}),
 		ended:  make(chan struct{}),
 	}
-	c.ev = newDispatcher(cfg.OnEvent, c.log)
+	c.ev.init(cfg.OnEvent, &c.log)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	openStart := time.Now()
 	db, ownDB, cacheFault, err := openCache(ctx, cfg, c.log) // cachefault.go
