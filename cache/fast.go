@@ -165,6 +165,9 @@ type LoginRecord struct {
 	ForgetToken bool
 	// Pin, when non-empty, becomes the account's pinned mechanism.
 	Pin string
+	// ScramKeys, when non-nil, replace the account's SCRAM keys for
+	// ScramKeys.Mechanism (keys the login derived; see PutScramKeys).
+	ScramKeys *ScramKeys
 }
 
 // RecordLogin stores r in one transaction, so that a token is never kept
@@ -185,6 +188,9 @@ func (db *DB) RecordLogin(ctx context.Context, r LoginRecord) error {
 	}
 	if r.Token != nil && (r.Token.Mechanism == "" || len(r.Token.Token) == 0) {
 		return errors.New("cache: record login: incomplete FAST token")
+	}
+	if r.ScramKeys != nil && !r.ScramKeys.complete() {
+		return errors.New("cache: record login: incomplete SCRAM keys")
 	}
 	now := time.Now().Unix()
 	err := db.small(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -215,6 +221,9 @@ ON CONFLICT (account) DO UPDATE SET mechanism = excluded.mechanism, updated_at =
 				acct, r.Pin, now); err != nil {
 				return err
 			}
+		}
+		if r.ScramKeys != nil {
+			return putScramKeys(ctx, tx, acct, *r.ScramKeys, now)
 		}
 		return nil
 	})

@@ -93,4 +93,29 @@ func TestRecordLoginAtomic(t *testing.T) {
 	if err := db.RecordLogin(ctx, LoginRecord{Account: "a@b", Token: &FastToken{Mechanism: "HT-SHA-256-NONE"}}); err == nil {
 		t.Fatal("empty token accepted")
 	}
+	if err := db.RecordLogin(ctx, LoginRecord{Account: "a@b", Token: &tok, ScramKeys: &ScramKeys{Mechanism: "SCRAM-SHA-1"}}); err == nil {
+		t.Fatal("SCRAM keys without keys accepted")
+	}
+	if _, ok, _ := db.FastTokenFor(ctx, "a@b"); ok {
+		t.Fatal("token stored although the record failed")
+	}
+}
+
+// TestRecordLoginScramKeys: the keys a login derived are stored with its
+// record, as PutScramKeys stores them.
+func TestRecordLoginScramKeys(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTemp(t)
+	k := ScramKeys{Mechanism: "SCRAM-SHA-1", Salt: []byte("salt"), Iterations: 10000, ClientKey: []byte("ck"), ServerKey: []byte("sk")}
+	tok := FastToken{Mechanism: "HT-SHA-256-NONE", Token: []byte("x"), Expiry: time.Now().Add(time.Hour)}
+	if err := db.RecordLogin(ctx, LoginRecord{Account: "a@b", Token: &tok, Pin: "SCRAM-SHA-1", ScramKeys: &k}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := db.ScramKeysFor(ctx, "a@b", "SCRAM-SHA-1", []byte("salt"), 10000)
+	if err != nil || !ok || !bytes.Equal(got.ClientKey, k.ClientKey) || !bytes.Equal(got.ServerKey, k.ServerKey) {
+		t.Fatalf("ScramKeysFor = %+v, %v, %v; want the recorded keys", got, ok, err)
+	}
+	if _, ok, _ := db.FastTokenFor(ctx, "a@b"); !ok {
+		t.Fatal("the token of the same record is missing")
+	}
 }

@@ -48,24 +48,35 @@ func (db *DB) ScramKeysFor(ctx context.Context, account, mechanism string, salt 
 }
 
 // PutScramKeys stores k for account, replacing the keys of that mechanism.
+// A login that goes on to succeed rather puts them in its LoginRecord: one
+// transaction with the rest of what it learned.
 func (db *DB) PutScramKeys(ctx context.Context, account string, k ScramKeys) error {
-	if jidKey(account) == "" || k.Mechanism == "" || len(k.ClientKey) == 0 || len(k.ServerKey) == 0 {
+	if jidKey(account) == "" || !k.complete() {
 		return errors.New("cache: put scram keys: incomplete keys")
 	}
 	err := db.small(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `
-INSERT INTO scram_keys (account, mechanism, salt, iterations, client_key, server_key, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (account, mechanism) DO UPDATE SET
-	salt = excluded.salt, iterations = excluded.iterations,
-	client_key = excluded.client_key, server_key = excluded.server_key, updated_at = excluded.updated_at`,
-			jidKey(account), k.Mechanism, k.Salt, k.Iterations, k.ClientKey, k.ServerKey, time.Now().Unix())
-		return err
+		return putScramKeys(ctx, tx, jidKey(account), k, time.Now().Unix())
 	})
 	if err != nil {
 		return fmt.Errorf("cache: put scram keys: %w", classify(err))
 	}
 	return nil
+}
+
+func (k ScramKeys) complete() bool {
+	return k.Mechanism != "" && len(k.ClientKey) > 0 && len(k.ServerKey) > 0
+}
+
+// putScramKeys writes k for the account key acct in tx.
+func putScramKeys(ctx context.Context, tx *sql.Tx, acct string, k ScramKeys, now int64) error {
+	_, err := tx.ExecContext(ctx, `
+INSERT INTO scram_keys (account, mechanism, salt, iterations, client_key, server_key, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (account, mechanism) DO UPDATE SET
+	salt = excluded.salt, iterations = excluded.iterations,
+	client_key = excluded.client_key, server_key = excluded.server_key, updated_at = excluded.updated_at`,
+		acct, k.Mechanism, k.Salt, k.Iterations, k.ClientKey, k.ServerKey, now)
+	return err
 }
 
 // ForgetScramKeys deletes the keys of account (for example after a failed

@@ -207,9 +207,10 @@ func forgetToken(ctx context.Context, db *cache.DB, account string, inst *cache.
 
 // recordLogin stores, in one transaction, what the login taught: changed
 // features, a new (or rotated) FAST token or the removal of a refused one,
-// and a stronger mechanism pin.
-func recordLogin(ctx context.Context, db *cache.DB, inst *cache.Instance, cfg Config, res *login.Result, stored *cache.Features, pin string, log zerolog.Logger) {
-	rec := cache.LoginRecord{Account: cfg.JID.Bare().String(), Instance: instanceName(inst)}
+// a stronger mechanism pin, and the SCRAM keys it derived (keys, nil if
+// none).
+func recordLogin(ctx context.Context, db *cache.DB, inst *cache.Instance, cfg Config, res *login.Result, stored *cache.Features, pin string, keys *cache.ScramKeys, log zerolog.Logger) {
+	rec := cache.LoginRecord{Account: cfg.JID.Bare().String(), Instance: instanceName(inst), ScramKeys: keys}
 	f := res.Features
 	f.Domain = cfg.JID.Domainpart()
 	f.SeenAt = time.Now().UTC()
@@ -226,11 +227,11 @@ func recordLogin(ctx context.Context, db *cache.DB, inst *cache.Instance, cfg Co
 		(pin == "" || login.Stronger(res.Mechanism, pin) || cfg.AllowDowngrade) {
 		rec.Pin = res.Mechanism
 	}
-	if rec.Features == nil && rec.Token == nil && !rec.ForgetToken && rec.Pin == "" {
+	if rec.Features == nil && rec.Token == nil && !rec.ForgetToken && rec.Pin == "" && rec.ScramKeys == nil {
 		return
 	}
 	if err := db.RecordLogin(ctx, rec); err != nil {
-		log.Warn().Err(err).Msg("could not record the login in the cache (features, FAST token, pin)")
+		log.Warn().Err(err).Msg("could not record the login in the cache (features, FAST token, pin, SCRAM keys)")
 	}
 }
 

@@ -132,7 +132,7 @@ type Client struct {
 	cancel context.CancelFunc
 	loop   sync.WaitGroup // linkEnded calls: armed (watch) or running
 	wg     sync.WaitGroup // the links' goroutines (serve, sync, goodbye)
-	ev     *dispatcher    // OnEvent's queue; Done
+	ev     dispatcher     // OnEvent's queue; Done
 
 	mu     sync.Mutex
 	cur    *link         // the current (or last) connection

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -27,11 +28,11 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		cfg:    cfg,
-		log:    cfg.Logger.With().Str("component", "client").Str("jid", cfg.JID.Bare().String()).Logger(),
+		log:    clientLogger(&cfg),
 		online: make(chan struct{}),
 		ended:  make(chan struct{}),
 	}
-	c.ev = newDispatcher(cfg.OnEvent, c.log)
+	c.ev.init(cfg.OnEvent, &c.log)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	openStart := time.Now()
 	db, ownDB, cacheFault, err := openCache(ctx, cfg, c.log) // cachefault.go
@@ -323,7 +324,7 @@ func (d *dialing) loggedIn(ctx context.Context, attempt int, st *login.Stream) *
 	}
 	info.Timings.Total = time.Since(d.start)
 	if db != nil {
-		recordLogin(ctx, db, d.c.inst, d.cfg, res, d.adv.stored, d.adv.pin, d.log)
+		recordLogin(ctx, db, d.c.inst, d.cfg, res, d.adv.stored, d.adv.pin, d.keys.record(), d.log)
 	}
 	if t := info.NewToken; t != nil {
 		// Stored; the application's copy of Info never holds the secret.
@@ -337,7 +338,7 @@ func (d *dialing) loggedIn(ctx context.Context, attempt int, st *login.Stream) *
 		Int("round_trips", res.RoundTrips).
 		Dur("total", info.Timings.Total).
 		Msg("logged in")
-	l := newLink(d.cfg, st, *info, db, &d.c.sm, d.log)
+	l := newLink(&d.c.cfg, st, *info, db, &d.c.sm, d.log)
 	l.dialStart = d.start
 	if a := d.ahead; a != nil && res.AfterAuthSent {
 		l.ahead = a
@@ -347,4 +348,16 @@ func (d *dialing) loggedIn(ctx context.Context, attempt int, st *login.Stream) *
 		l.stale = map[string]bool{a.mam.ID: true, a.mdsID: true}
 	}
 	return l
+}
+
+// clientLogger is cfg.Logger with the client's fields. A logger that never
+// writes (the zero Logger, or one at zerolog.Disabled) is returned as is:
+// With allocates a 500-byte buffer, kept for the client's life, which a
+// fleet of silent bots would pay a thousand times for nothing.
+func clientLogger(cfg *Config) zerolog.Logger {
+	l := cfg.Logger
+	if l.GetLevel() == zerolog.Disabled || reflect.ValueOf(l).IsZero() {
+		return l
+	}
+	return l.With().Str("component", "client").Str("jid", cfg.JID.Bare().String()).Logger()
 }

@@ -103,9 +103,9 @@ const maxQueuedErrors = 1000
 // Nothing is called back before Dial has returned.
 type dispatcher struct {
 	onEvent func(Event)
-	log     zerolog.Logger
-	ready   chan struct{} // closed when Dial returns
-	done    chan struct{} // closed once EventClosed has been delivered
+	log     *zerolog.Logger // the Client's
+	ready   chan struct{}   // closed when Dial returns
+	done    chan struct{}   // closed once EventClosed has been delivered
 
 	mu       sync.Mutex
 	queue    []Event
@@ -116,8 +116,11 @@ type dispatcher struct {
 	calls    int // Handler, OnMessage, OnSyncProgress calls running
 }
 
-func newDispatcher(onEvent func(Event), log zerolog.Logger) *dispatcher {
-	return &dispatcher{onEvent: onEvent, log: log, ready: make(chan struct{}), done: make(chan struct{})}
+// init readies a dispatcher, which is a field of its Client (one object
+// less per client: a fleet keeps thousands), for onEvent, logging to log.
+func (d *dispatcher) init(onEvent func(Event), log *zerolog.Logger) {
+	d.onEvent, d.log = onEvent, log
+	d.ready, d.done = make(chan struct{}), make(chan struct{})
 }
 
 // push queues e, unless the client has stopped.

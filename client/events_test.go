@@ -14,10 +14,12 @@ import (
 func TestDispatcherBoundsHandlerErrors(t *testing.T) {
 	release := make(chan struct{})
 	var kinds []EventKind
-	d := newDispatcher(func(e Event) {
+	nop := zerolog.Nop()
+	var d dispatcher
+	d.init(func(e Event) {
 		<-release
 		kinds = append(kinds, e.Kind)
-	}, zerolog.Nop())
+	}, &nop)
 	close(d.ready)
 	for range 3 * maxQueuedErrors {
 		d.push(Event{Kind: EventError, Err: errors.New("refused")})

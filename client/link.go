@@ -28,7 +28,7 @@ type link struct {
 	info Info
 	log  zerolog.Logger
 	db   *cache.DB // the message cache, nil without one
-	cfg  Config
+	cfg  *Config   // the Client's, read only
 	sm   *sm.Session
 
 	closeTimeout time.Duration
@@ -40,6 +40,7 @@ type link struct {
 	err       error
 	closed    bool
 	served    bool        // the serve goroutine has ended
+	onEnd     func()      // started on a goroutine once the session has ended
 	dead      error       // why a liveness check closed the connection
 	live      *liveness   // nil without checks
 	kill      *time.Timer // closes the connection CloseTimeout after stop
@@ -66,7 +67,7 @@ type link struct {
 	syncErr   error
 }
 
-func newLink(cfg Config, st *login.Stream, info Info, db *cache.DB, sess *sm.Session, log zerolog.Logger) *link {
+func newLink(cfg *Config, st *login.Stream, info Info, db *cache.DB, sess *sm.Session, log zerolog.Logger) *link {
 	c := &link{
 		sess:         st.Session,
 		conn:         st.Conn,
@@ -77,7 +78,6 @@ func newLink(cfg Config, st *login.Stream, info Info, db *cache.DB, sess *sm.Ses
 		db:           db,
 		closeTimeout: cfg.closeTimeout(),
 		done:         make(chan struct{}),
-		syncDone:     make(chan struct{}),
 		mdsAnswer:    make(chan []byte, 1),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -132,13 +132,18 @@ func (c *link) start(wg *sync.WaitGroup, ev *dispatcher) {
 		h = appHandler{d: ev, next: cfg.Handler}
 	}
 	c.live = newLiveness(c)
+	sh := c.sm.Handler(c.conn, pingHandler{next: aheadHandler{c: c, next: h}}, c.log)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		c.serve(c.sm.Handler(c.conn, pingHandler{next: aheadHandler{c: c, next: h}}, c.log))
+		// An idle session waits for its first input here rather than under
+		// the decoder, in a small frame, so that its goroutine's stack
+		// shrinks (see wire.Conn.WaitInput).
+		c.conn.WaitInput()
+		c.serve(sh)
 	}()
 	c.live.start()
-	c.startSync(cfg, c.db)
+	c.startSync(c.db)
 }
 
 func (c *link) serve(h xmpp.Handler) {
@@ -167,6 +172,24 @@ func (c *link) serve(h xmpp.Handler) {
 		c.log.Debug().Err(err).Msg("session ended")
 	}
 	close(c.done)
+	c.mu.Lock()
+	f := c.onEnd
+	c.mu.Unlock()
+	if f != nil {
+		go f()
+	}
+}
+
+// onEnded starts f on a goroutine of its own once the session has ended
+// (at once if it has). Call it once, after start.
+func (c *link) onEnded(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.served {
+		go f()
+		return
+	}
+	c.onEnd = f
 }
 
 // Done is closed when the session has ended (Close, server, or network).

@@ -71,18 +71,17 @@ func permanent(err error) bool {
 }
 
 // watch arranges for linkEnded to run once l, the current connection, has
-// ended. It uses context.AfterFunc on the link's context (cancelled when
-// the session ends, or by the link's Close), so the goroutine that handles
-// the end starts only then: an idle client costs one goroutine, the one
-// reading its connection, not a second one waiting for it to end (a
-// storm of idle bots holds thousands). Call it after the events that
-// announce l (EventOnline, EventResumed), so that EventOffline follows
-// them.
+// ended. The link starts the goroutine that handles the end only then
+// (link.onEnded): an idle client costs one goroutine, the one reading its
+// connection, not a second one waiting for it to end (a storm of idle
+// bots holds thousands), nor the allocations of a context.AfterFunc. Call
+// it after the events that announce l (EventOnline, EventResumed), so that
+// EventOffline follows them.
 func (c *Client) watch(l *link) {
 	c.loop.Add(1)
-	context.AfterFunc(l.ctx, func() {
+	l.onEnded(func() {
 		defer c.loop.Done()
-		<-l.Done() // the context is cancelled just before
+		<-l.Done()
 		c.linkEnded(l)
 	})
 }
@@ -173,7 +172,7 @@ func (c *Client) connect(ctx context.Context, resume *login.Resume) (*link, int,
 		l.Close()
 		return nil, 0, err
 	}
-	l.start(&c.wg, c.ev)
+	l.start(&c.wg, &c.ev)
 	l.noteCacheFault(c.cacheFault)
 	c.setOnline(l)
 	return l, resent, nil

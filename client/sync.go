@@ -15,18 +15,25 @@ import (
 // cache, or Config.NoSync).
 var ErrNoSync = errors.New("client: message sync is off")
 
+// closedChan is a closed channel: Synced's answer when there is no sync.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
 // startSync runs the reconciliation after the login and the catch-up loop,
 // on goroutines that Close stops.
-func (c *link) startSync(cfg Config, db *cache.DB) {
-	c.syncDone = make(chan struct{})
+func (c *link) startSync(db *cache.DB) {
 	if c.syncer == nil {
 		c.mu.Lock()
 		c.syncErr = ErrNoSync
 		c.ready = c.info.Timings.Total // logged in is ready
 		c.mu.Unlock()
-		close(c.syncDone)
+		c.syncDone = closedChan
 		return
 	}
+	c.syncDone = make(chan struct{})
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

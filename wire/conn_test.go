@@ -44,7 +44,6 @@ func TestStreamHeader(t *testing.T) {
 	}
 	c.EndLogin()
 	c.Conn = readConn{strings.NewReader("<message/><presence/><iq type='result' id='1'/><r xmlns='urn:xmpp:sm:3'/>")}
-	c.br.Reset(netReader{c})
 	if _, err := d.Token(); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +243,7 @@ func TestMetering(t *testing.T) {
 		if _, err := c.Write([]byte(q)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.br.Read(buf); err != nil {
+		if _, err := (netReader{c}).Read(buf); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -61,13 +61,11 @@ func (c *Conn) capture(wantMessage, wantFeatures bool) (buf []byte, end Kind, wa
 	defer func() { c.traceUnit(buf) }()
 	started := false // the element's start tag has been read
 	for {
-		if c.br.Buffered() == 0 {
-			// Wait for more (the decoder would too): fills the buffer.
-			if _, err := c.br.Peek(1); err != nil {
-				return buf, KindNone, false, err
-			}
+		// Waits for more when nothing is buffered (the decoder would too).
+		chunk, err := c.rb.peek(netReader{c})
+		if err != nil {
+			return buf, KindNone, false, err
 		}
-		chunk, _ := c.br.Peek(c.br.Buffered())
 		for k, b := range chunk {
 			end = c.in.Feed(b)
 			stop := end != KindNone // the element ended, or an error
@@ -81,7 +79,7 @@ func (c *Conn) capture(wantMessage, wantFeatures bool) (buf []byte, end Kind, wa
 			}
 			if stop {
 				buf = append(buf, chunk[:k+1]...)
-				_, _ = c.br.Discard(k + 1)
+				c.rb.discard(k + 1)
 				if end == KindError {
 					return buf, end, false, c.in.Err()
 				}
@@ -89,7 +87,7 @@ func (c *Conn) capture(wantMessage, wantFeatures bool) (buf []byte, end Kind, wa
 			}
 		}
 		buf = append(buf, chunk...)
-		_, _ = c.br.Discard(len(chunk))
+		c.rb.discard(len(chunk))
 	}
 }
 

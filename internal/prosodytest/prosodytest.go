@@ -65,9 +65,10 @@ var defaultModules = []string{
 type Options struct {
 	// Domain is the VirtualHost. Empty means "localhost".
 	Domain string
-	// Users maps localparts to passwords; they are registered before Start
-	// returns. Nil means {"alice": "alice-pw-1", "bob": "bob-pw-2"}; use an
-	// empty non-nil map for no users.
+	// Users maps localparts (lower case) to passwords; they are registered
+	// before Start returns (their account files are written directly, so a
+	// thousand take a few milliseconds). Nil means {"alice": "alice-pw-1",
+	// "bob": "bob-pw-2"}; use an empty non-nil map for no users.
 	Users map[string]string
 	// ExtraModules are appended to modules_enabled.
 	ExtraModules []string
@@ -108,12 +109,15 @@ type Server struct {
 	// ConfigFile is the path of the generated prosody.cfg.lua.
 	ConfigFile string
 
+	prosody    string
 	prosodyctl string
 	opt        Options
 	pool       *x509.CertPool
-	cmd        *exec.Cmd
-	exited     chan struct{} // closed when the process has been reaped
-	waitErr    error         // valid after exited is closed
+
+	procMu  sync.Mutex // guards the process (cmd, exited, waitErr) in Restart and Close
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the process has been reaped
+	waitErr error         // valid after exited is closed
 
 	mu       sync.Mutex // guards Users, finalLog
 	finalLog string     // log captured by Close before Dir is removed
@@ -158,6 +162,7 @@ func Start(ctx context.Context, opt Options) (*Server, error) {
 		Users:      make(map[string]string, len(users)),
 		Dir:        dir,
 		ConfigFile: filepath.Join(dir, "prosody.cfg.lua"),
+		prosody:    prosody,
 		prosodyctl: prosodyctl,
 		opt:        opt,
 	}
@@ -165,19 +170,13 @@ func Start(ctx context.Context, opt Options) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
-	// prosodyctl writes account files under data_path directly, so users
-	// can be registered while prosody starts; that halves Start's time.
-	regCtx, cancelReg := context.WithCancel(ctx)
-	defer cancelReg()
-	regErr := make(chan error, 1)
-	go func() { regErr <- s.registerAll(regCtx, users) }()
-	if err := s.start(ctx, prosody, opt); err != nil {
-		cancelReg()
-		<-regErr // a consequence of the same failure, at best
+	// Accounts are files under data_path, which Prosody reads on each
+	// access.
+	if err := s.writeAccounts(users); err != nil {
 		s.Close()
 		return nil, err
 	}
-	if err := <-regErr; err != nil {
+	if err := s.start(ctx, opt); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -233,9 +232,9 @@ func (s *Server) writeConfig(opt Options) error {
 
 // start launches prosody, retrying on new ports when one was taken between
 // freePorts and prosody's bind.
-func (s *Server) start(ctx context.Context, prosody string, opt Options) error {
+func (s *Server) start(ctx context.Context, opt Options) error {
 	for try := 1; ; try++ {
-		err := s.launch(ctx, prosody)
+		err := s.launch(ctx, true)
 		if err == nil || !errors.Is(err, errPortInUse) || try == startTries {
 			return err
 		}
@@ -250,14 +249,14 @@ func (s *Server) start(ctx context.Context, prosody string, opt Options) error {
 
 var errPortInUse = errors.New("port in use")
 
-// launch starts the process and waits until it is ready.
-func (s *Server) launch(ctx context.Context, prosody string) error {
+// launch starts the process and waits until it is ready (see waitReady).
+func (s *Server) launch(ctx context.Context, handshake bool) error {
 	out, err := os.OpenFile(s.outPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("prosodytest: %w", err)
 	}
 	defer out.Close() // the child holds its own descriptor
-	cmd := exec.Command(prosody, "--config", s.ConfigFile, "-F")
+	cmd := exec.Command(s.prosody, "--config", s.ConfigFile, "-F")
 	cmd.Dir = s.Dir
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -275,13 +274,13 @@ func (s *Server) launch(ctx context.Context, prosody string) error {
 		s.waitErr = cmd.Wait()
 		close(exited)
 	}(s.exited)
-	return s.waitReady(ctx)
+	return s.waitReady(ctx, handshake)
 }
 
-// waitReady polls until plain c2s accepts a TCP connection and Direct TLS
-// completes a handshake, the process exits, a port turns out taken, ctx ends
-// or readyTimeout passes.
-func (s *Server) waitReady(ctx context.Context) error {
+// waitReady polls until both ports accept a TCP connection and, with
+// handshake, a Direct TLS handshake completes; or the process exits, a port
+// turns out taken, ctx ends or readyTimeout passes.
+func (s *Server) waitReady(ctx context.Context, handshake bool) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	tick := time.NewTicker(readyTick)
@@ -293,7 +292,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return fmt.Errorf("prosodytest: prosody exited during start (%v); log tail:\n%s", s.waitErr, s.tail())
 		default:
 		}
-		probeErr = s.probe(ctx)
+		probeErr = s.probe(ctx, handshake)
 		// Checked after the probe: a taken port may belong to a listener
 		// that accepts, but prosody has logged the failure by the time
 		// both its ports are open.
@@ -313,7 +312,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 	}
 }
 
-func (s *Server) probe(ctx context.Context) error {
+func (s *Server) probe(ctx context.Context, handshake bool) error {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	dial := s.opt.Dial
@@ -321,11 +320,16 @@ func (s *Server) probe(ctx context.Context) error {
 		var d net.Dialer
 		dial = d.DialContext
 	}
-	c, err := dial(ctx, "tcp", s.C2SAddr)
-	if err != nil {
-		return err
+	for _, addr := range []string{s.C2SAddr, s.DirectTLSAddr} {
+		c, err := dial(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		c.Close()
 	}
-	c.Close()
+	if !handshake {
+		return nil
+	}
 	raw, err := dial(ctx, "tcp", s.DirectTLSAddr)
 	if err != nil {
 		return err
@@ -378,10 +382,12 @@ func config(dir string, opt Options, c2sPort, tlsPort int, debug bool) string {
 	w("log = { %s = %s }", level, lua(filepath.Join(dir, "prosody.log")))
 	w("interfaces = { %s }", lua(opt.host()))
 	w("local_interfaces = { %s }", lua(opt.host()))
+	// A backlog for a fleet of clients connecting at once (Prosody's
+	// default, 128, drops the SYNs past it: a second's wait each).
 	if opt.TCPFastOpen {
-		w("network_settings = { nagle = false; tcp_fastopen = 256 }")
+		w("network_settings = { nagle = false; tcp_backlog = 1024; tcp_fastopen = 256 }")
 	} else {
-		w("network_settings = { nagle = false }")
+		w("network_settings = { nagle = false; tcp_backlog = 1024 }")
 	}
 	w("c2s_ports = { %d }", c2sPort)
 	w("c2s_direct_tls_ports = { %d }", tlsPort)
@@ -446,16 +452,25 @@ func (s *Server) Register(ctx context.Context, user, password string) error {
 	return nil
 }
 
-func (s *Server) registerAll(ctx context.Context, users map[string]string) error {
-	errs := make(chan error, len(users))
-	for u, pw := range users {
-		go func() { errs <- s.Register(ctx, u, pw) }()
+// Restart stops Prosody as Close does (SIGTERM: it ends every client's
+// stream and closes its connection) and starts it again with the same
+// config, ports and data directory (accounts, FAST tokens, archives), as an
+// administrator's restart would; it waits until both ports accept TCP
+// connections again (no TLS probe: clients coming back may keep Prosody
+// busy for a while). Sessions do not survive it: a client's stream
+// management session cannot be resumed afterwards. ctx bounds the start.
+func (s *Server) Restart(ctx context.Context) error {
+	s.procMu.Lock()
+	defer s.procMu.Unlock()
+	if s.cmd == nil {
+		return errors.New("prosodytest: Restart: the server is not running")
 	}
-	var all []error
-	for range users {
-		all = append(all, <-errs)
+	s.stop()
+	if err := s.launch(ctx, false); err != nil {
+		s.stop()
+		return err
 	}
-	return errors.Join(all...)
+	return nil
 }
 
 // Close stops the process group (SIGTERM, then SIGKILL after 5 s), waits
@@ -463,7 +478,9 @@ func (s *Server) registerAll(ctx context.Context, users map[string]string) error
 // and returns the same result every time.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.procMu.Lock()
 		s.stop()
+		s.procMu.Unlock()
 		log := s.readLog()
 		s.mu.Lock()
 		s.finalLog = log

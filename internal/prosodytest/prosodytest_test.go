@@ -236,6 +236,30 @@ func TestIntegrationProsody(t *testing.T) {
 		}
 	})
 
+	t.Run("Restart", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		conn := dialTLS(t, s)
+		begin := time.Now()
+		if err := s.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("Restart took %v", time.Since(begin))
+		// The connection open before the restart has been closed.
+		if err := conn.SetReadDeadline(time.Now().Add(ioTimeout)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, conn); err != nil && !errors.Is(err, net.ErrClosed) && !isReset(err) {
+			t.Errorf("reading a connection from before the restart: %v, want EOF", err)
+		}
+		// Same ports, same accounts, including one Register added.
+		for user, pw := range map[string]string{"alice": s.Users["alice"], "carol": "carol-pw-3"} {
+			if got := plainAuth(t, s, user, pw); got != "success" {
+				t.Errorf("SASL2 PLAIN as %s after the restart: <%s/>", user, got)
+			}
+		}
+	})
+
 	if t.Failed() {
 		return // keep the server for StartT's log dump
 	}
@@ -259,6 +283,61 @@ func TestIntegrationProsody(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Dir %s not removed: %v", dir, err)
+	}
+}
+
+func isReset(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && strings.Contains(op.Err.Error(), "connection reset")
+}
+
+// TestIntegrationAccounts registers accounts the way Start does (account
+// files written directly, with the password Prosody hashes at the first
+// login, SASLprep included) and logs in as each, twice: the second login
+// checks the keys Prosody derived.
+func TestIntegrationAccounts(t *testing.T) {
+	users := map[string]string{
+		"dave":     "shared-pw",
+		"erin":     "shared-pw",
+		"frank.k":  "frank-pw",
+		"gräfin":   "gräfin-pw",
+		"heinrich": "pässwörd",
+		"bot-0":    "bot-pw-0",
+		"ida":      "I\u2163-pw", // Ⅳ, which SASLprep (NFKC) makes IV
+	}
+	s := StartT(t, Options{Users: users})
+	for user, pw := range users {
+		if s.Users[user] != pw {
+			t.Errorf("Users[%q] = %q, want %q", user, s.Users[user], pw)
+		}
+		for i := range 2 {
+			if got := plainAuth(t, s, user, pw); got != "success" {
+				t.Errorf("SASL2 PLAIN as %s, login %d: <%s/>", user, i+1, got)
+			}
+		}
+	}
+	if got := plainAuth(t, s, "ida", "IIV-pw"); got != "success" {
+		t.Errorf("SASL2 PLAIN as ida with the SASLprep form of her password: <%s/>", got)
+	}
+	if s2, err := Start(t.Context(), Options{Users: map[string]string{"Zoe": "zoe-pw"}}); err == nil {
+		s2.Close()
+		t.Error("Start registered a user name in upper case, which Prosody would never find")
+	}
+	if got := plainAuth(t, s, "dave", "frank-pw"); got != "failure" {
+		t.Errorf("SASL2 PLAIN as dave with frank's password: <%s/>, want <failure/>", got)
+	}
+}
+
+func TestStorageEncode(t *testing.T) {
+	for in, want := range map[string]string{
+		"localhost":   "localhost",
+		"example.org": "example%2eorg",
+		"bot-0":       "bot%2d0",
+		"gräfin":      "gr%c3%a4fin",
+	} {
+		if got := storageEncode(in); got != want {
+			t.Errorf("storageEncode(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
