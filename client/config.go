@@ -302,8 +302,12 @@ func orDefault(d, def time.Duration) time.Duration {
 // reports an error matching ErrDeadLink (and ErrTimeout, ErrConnection), and
 // with Config.Reconnect the client logs in again, resuming the session when
 // it can. A dead link is so noticed within Idle+Timeout of the last byte the
-// server sent. On Linux, the TCP connection also gives up on data the server
-// has not acknowledged after Idle+Timeout (TCP_USER_TIMEOUT).
+// server sent. A blocked write does not delay it. A server busy for longer
+// (its receive window closed while it works through a burst) is alive as
+// long as it writes something. On Linux, the TCP connection also gives up
+// on data the server has not acknowledged for 5 minutes, or 2×(Idle+Timeout)
+// if longer (TCP_USER_TIMEOUT): a backstop for a server that keeps writing
+// but acknowledges nothing, which the checks cannot see.
 //
 // The zero value means Idle 20 s and Timeout 10 s: a dead link is found
 // within 30 s, at the cost of one small exchange per 20 s of silence.

@@ -206,9 +206,7 @@ func connectOne(ctx context.Context, cfg Config, t target, adv *advice, info *In
 	if tc, ok := raw.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 		if idle, timeout, on := cfg.KeepAlive.values(); on {
-			// Data the server does not acknowledge fails the connection
-			// within the same bound as a silent link (Linux).
-			_ = setUserTimeout(tc, idle+timeout)
+			_ = setUserTimeout(tc, userTimeout(idle, timeout))
 		}
 	}
 	var tc tlsConn
@@ -291,4 +289,19 @@ func tlsConfig(cfg Config, direct bool) *tls.Config {
 		c.NextProtos = []string{"xmpp-client"}
 	}
 	return c
+}
+
+// minUserTimeout is the least TCP_USER_TIMEOUT set on a connection.
+const minUserTimeout = 5 * time.Minute
+
+// userTimeout is how long written data may stay unacknowledged before the
+// kernel fails the connection (Linux's TCP_USER_TIMEOUT). It is a backstop
+// for what the liveness checks cannot see (a server that keeps writing but
+// acknowledges nothing), not the bound on a silent link: the kernel counts
+// a closed receive window against it even while the server acknowledges
+// every window probe, and a live server busy with a burst (ejabberd writing
+// thousands of messages to its archive) keeps its window closed for tens of
+// seconds while it answers what it reads.
+func userTimeout(idle, timeout time.Duration) time.Duration {
+	return max(minUserTimeout, 2*(idle+timeout))
 }

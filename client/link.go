@@ -258,7 +258,26 @@ func (c *link) Send(ctx context.Context, r xml.TokenReader) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return c.sess.Send(context.WithoutCancel(ctx), r)
+	if err := c.sess.Send(context.WithoutCancel(ctx), r); err != nil {
+		return c.writeError(err)
+	}
+	return nil
+}
+
+// writeError is the error of a write that failed: why the link ended when
+// it has (a liveness check's *DropError), else the failure classified as
+// the session's end would be (a lost connection is a *DropError).
+func (c *link) writeError(err error) error {
+	c.mu.Lock()
+	dead, closed := c.dead, c.closed
+	c.mu.Unlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case dead != nil:
+		return dead
+	}
+	return sessionEnd(err)
 }
 
 // infoNow is the link's Info with what was learned since the login (the

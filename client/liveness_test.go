@@ -185,6 +185,93 @@ func TestSlowServerNotDead(t *testing.T) {
 	}
 }
 
+// TestBusyServerNotDead: a server that reads nothing for longer than the
+// liveness bound (its receive window closed, as ejabberd's is while its
+// archive writes a burst) but keeps writing is alive: neither the liveness
+// check nor the kernel may fail the connection under it (TCP_USER_TIMEOUT
+// set to the bound counts a closed window against it, although the server
+// acknowledges every window probe).
+func TestBusyServerNotDead(t *testing.T) {
+	const idle, timeout, pause = 300 * time.Millisecond, 300 * time.Millisecond, 3 * time.Second
+	s := newTestServer(t, xmpptest.Config{})
+	events, onEvent := eventsTo(64)
+	cfg := testConfig(t, s, "alice", nil)
+	cfg.KeepAlive = client.KeepAlive{Idle: idle, Timeout: timeout}
+	cfg.OnEvent = onEvent
+	c, err := client.Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !s.PauseReading(lastConn(t, s), pause) {
+		t.Fatal("no connection to pause")
+	}
+	// More than the socket buffers hold: the writes wait for the window.
+	body := strings.Repeat("x", 32<<10)
+	for i := range 400 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := c.Send(ctx, chatMessage("bob@localhost", fmt.Sprint(i, body)))
+		cancel()
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Flush(ctx); err != nil {
+		t.Fatalf("Flush after a pause longer than the liveness bound: %v", err)
+	}
+	select {
+	case e := <-events:
+		t.Fatalf("event %v (%v) while the server was busy but live", e.Kind, e.Err)
+	default:
+	}
+}
+
+// TestSendDropTyped: a Send whose write the connection's end cuts short
+// says it is a drop (ErrConnection), as the session's end does, not the
+// socket's bare error.
+func TestSendDropTyped(t *testing.T) {
+	s := newTestServer(t, xmpptest.Config{})
+	c, err := client.Dial(context.Background(), testConfig(t, s, "alice", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	conn := lastConn(t, s)
+	if !s.PauseReading(conn, time.Minute) {
+		t.Fatal("no connection to pause")
+	}
+	// The server reads nothing: after a few MB the writes wait, and the
+	// connection is cut under them.
+	body := strings.Repeat("x", 32<<10)
+	errs := make(chan error, 1)
+	sent := make(chan int, 1000)
+	go func() {
+		for i := range 1000 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			err := c.Send(ctx, chatMessage("bob@localhost", fmt.Sprint(i, body)))
+			cancel()
+			if err != nil {
+				errs <- err
+				return
+			}
+			sent <- i
+		}
+		errs <- nil
+	}()
+	for i := range sent {
+		if i == 100 {
+			break
+		}
+	}
+	s.CutConnection(conn)
+	err = <-errs
+	if !errors.Is(err, client.ErrConnection) {
+		t.Fatalf("Send when the connection is cut: %v (%T), want ErrConnection", err, err)
+	}
+}
+
 // TestRequestEndsWithConnection: a request waiting for its answer when the
 // connection dies returns then, with an *UnansweredError that says why
 // (here a dead link) and is not safe to retry blindly; it does not wait

@@ -145,6 +145,7 @@ type conn struct {
 	securedStreams int  // stream headers answered since TLS
 	extraSent      bool // Fault.ExtraFeatures done
 	stalled        atomic.Bool
+	pause          atomic.Int64 // PauseReading's duration (ns), taken by the next element
 
 	// Negotiation state: owned by the connection goroutine.
 	state      connState
@@ -225,6 +226,9 @@ func (c *conn) run() error {
 		}
 		if c.cfg.StanzaCost > 0 && c.state == stateBound && isStanza(el) {
 			time.Sleep(c.cfg.StanzaCost) // the server's work on it (Config.StanzaCost)
+		}
+		if d := c.pause.Swap(0); d > 0 {
+			c.busy(time.Duration(d))
 		}
 		h := handlers[c.state][el.name]
 		if h == nil {

@@ -548,6 +548,41 @@ func (s *Server) StallConnection(l *ConnLog) bool {
 	return true
 }
 
+// PauseReading makes the connection l logs read nothing for d after the
+// next element it reads, as a server busy with what it has read looks from
+// the client (ejabberd writing a burst to its archive): its receive window
+// closes, while it still writes, a whitespace keepalive every d/20. The
+// pause ends early when the connection does. It reports false when l's
+// connection has ended.
+func (s *Server) PauseReading(l *ConnLog, d time.Duration) bool {
+	c := s.liveConn(l)
+	if c == nil {
+		return false
+	}
+	c.pause.Store(int64(d))
+	return true
+}
+
+// busy is PauseReading's pause, on the connection's goroutine.
+func (c *conn) busy(d time.Duration) {
+	tick := time.NewTicker(d / 20)
+	defer tick.Stop()
+	end := time.After(d)
+	for {
+		select {
+		case <-end:
+			return
+		case <-tick.C:
+			c.wmu.Lock()
+			err := c.writeBytesLocked([]byte(" "))
+			c.wmu.Unlock()
+			if err != nil {
+				return // the connection has ended: its reads say how
+			}
+		}
+	}
+}
+
 // liveConn returns the connection l logs, nil when it has ended.
 func (s *Server) liveConn(l *ConnLog) *conn {
 	s.mu.Lock()
