@@ -3,7 +3,9 @@ package client
 import (
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"net"
+	"syscall"
 )
 
 // helloTap sits under the TLS client during the handshake and reads the
@@ -25,6 +27,16 @@ func (t *helloTap) Write(b []byte) (int, error) {
 		t.look(b)
 	}
 	return t.Conn.Write(b)
+}
+
+// SyscallConn is the socket's, so that the stream layer can wait for input
+// on it without reading (wire.Conn.WaitInput: an idle session's goroutine
+// then waits a few frames deep, and its stack shrinks to 4 KiB).
+func (t *helloTap) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := t.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
 
 // stop ends the tapping: later writes go straight through.
