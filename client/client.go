@@ -238,9 +238,10 @@ func (c *Client) Send(ctx context.Context, r xml.TokenReader) error {
 // Close stops the client: it stops reconnecting, ends the stream politely
 // (</stream:stream>, then up to Config.CloseTimeout for the server's) and
 // closes the connection. From then on Err returns ErrClosed (unless the
-// client had already stopped), Send fails, and no Handler, OnMessage or
-// OnSyncProgress call starts; OnEvent receives the events queued before,
-// then EventClosed.
+// client had already stopped), Send fails, and no Handler or
+// OnSyncProgress call starts, nor OnMessage but for messages already
+// stored (see Config.OnMessage); OnEvent receives the events queued
+// before, then EventClosed.
 //
 // Close never waits for an application callback, so it may be called from
 // any of them (OnEvent, Handler, OnMessage, OnSyncProgress). If none of

@@ -190,8 +190,10 @@ type Config struct {
 	// the cache (from the archive or live), in archive order. It runs on
 	// the client's goroutines (the connection's or the reconciliation's)
 	// and must not block for long. It is not called before Dial has
-	// returned, nor once Close has been called (what is stored meanwhile
-	// is in the cache); it may call Close.
+	// returned; it may call Close. A message stored is announced even when
+	// Close comes between its storing and its call (skipped, the call would
+	// never come: the next run finds it stored); a Close that waits (see
+	// Client.Close) returns after the last call.
 	OnMessage func(cache.StoredMessage)
 	// OnSyncProgress receives the reconciliation's progress after each stored
 	// batch of messages (pages fetched, messages stored, expected total).

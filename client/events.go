@@ -248,6 +248,25 @@ func guard[T any](d *dispatcher, f func(T)) func(T) {
 	}
 }
 
+// guardStored wraps OnMessage. Unlike guard it also calls f once the
+// client is stopping: the message has been stored, and a call skipped now
+// would never come (the next run finds it stored). Close waits for these
+// calls unless a callback is running, so none starts after a Close that
+// has waited has returned.
+func guardStored[T any](d *dispatcher, f func(T)) func(T) {
+	if f == nil {
+		return nil
+	}
+	return func(v T) {
+		<-d.ready
+		d.mu.Lock()
+		d.calls++
+		d.mu.Unlock()
+		defer d.leave()
+		f(v)
+	}
+}
+
 // appHandler runs Config.Handler. An error it returns after a failure to
 // read the stream ends the session, as any read error does; any other
 // error is the application's: it goes to OnEvent as EventError and the

@@ -107,7 +107,7 @@ func (c *link) start(wg *sync.WaitGroup, ev *dispatcher) {
 			// A page the server does not answer fails the sync
 			// (ErrTimeout); liveness finds the link meanwhile.
 			QueryTimeout: cfg.requestTimeout(),
-			OnMessage:    guard(ev, cfg.OnMessage),
+			OnMessage:    guardStored(ev, cfg.OnMessage),
 			OnProgress:   guard(ev, cfg.OnSyncProgress),
 			SentMessages: func() uint32 {
 				_, m := conn.StanzasOut()

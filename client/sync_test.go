@@ -262,3 +262,43 @@ func sendChat(c *client.Client, to, body string) error {
 	defer cancel()
 	return c.Send(ctx, chatMessage(to, body))
 }
+
+// TestCloseAnnouncesStored: a Close that comes while OnMessage announces a
+// stored batch (here, from another goroutine while the first call of the
+// batch runs) does not drop the rest of the batch: each message stored is
+// announced once, or the application would never hear of it (the next run
+// finds it stored). TestSyncProperty's rounds close clients while live
+// messages arrive, and once in a while lost one that way.
+func TestCloseAnnouncesStored(t *testing.T) {
+	s := newTestServer(t, xmpptest.Config{})
+	s.InjectArchiveBulk("alice", "bob@localhost", 40, true)
+	db := openCache(t)
+	cfg := testConfig(t, s, "alice", db)
+	first, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	calls := 0
+	cfg.OnMessage = func(cache.StoredMessage) {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		if n == 1 {
+			close(first)
+			<-release
+		}
+	}
+	c, err := client.Dial(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-first
+	c.Close() // a callback runs: Close returns without waiting for it
+	close(release)
+	<-c.Done()
+	stored := len(storeIDs(t, db, "alice@localhost"))
+	mu.Lock()
+	defer mu.Unlock()
+	if stored == 0 || calls != stored {
+		t.Fatalf("%d messages announced, %d stored", calls, stored)
+	}
+}
