@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // isPacket reports that server is one of the packet-level path's.
@@ -105,6 +106,18 @@ type readyView struct {
 	Want, LimitMS, AboveMS float64
 	ShortMS, RoundTripCap  float64
 	MoreTrips              bool
+	// RefExtra: for a row with new messages, how much longer the
+	// reference took with them than with none in the same run: the
+	// server's work and the bytes on the path, as the reference stores
+	// nothing (nil without both reference rows).
+	RefExtra *refExtra
+}
+
+// refExtra is the reference's time with new messages over its time
+// without.
+type refExtra struct {
+	Client string
+	MS     float64
 }
 
 // measured reports that r has a median from logins that all succeeded.
@@ -121,6 +134,12 @@ func readyFloorTarget(rep *benchReport, server, client string, want float64, nam
 	}
 	v := readyView{Row: row, Floor: floor, Want: want, LimitMS: want * floor.MedianMS, AboveMS: row.MedianMS - floor.MedianMS}
 	v.ShortMS, v.MoreTrips = row.MedianMS-v.LimitMS, row.Flights > floor.Flights
+	if ref, ok := strings.CutPrefix(client, "pipebind-ready-"); ok {
+		with, without := findRow(rep, server, 50, "reference-ready-"+ref), findRow(rep, server, 50, "reference-ready")
+		if measured(with) && measured(without) {
+			v.RefExtra = &refExtra{with.Client, with.MedianMS - without.MedianMS}
+		}
+	}
 	ratio := row.MedianMS / floor.MedianMS
 	t.measured, t.measuredOK, t.met = fmtTarget(ratio, want), true, ratio <= want
 	t.detail = say("ready detail", v)

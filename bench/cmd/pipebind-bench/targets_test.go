@@ -153,7 +153,7 @@ func readyFixture(rep *benchReport, server string, rows map[string][2]float64) {
 func TestReadyTargets(t *testing.T) {
 	rep := &benchReport{}
 	readyFixture(rep, serverTFO, map[string][2]float64{"floor": {110, 2}, "pipebind-ready": {120, 2}, "pipebind-ready-10": {130, 2},
-		"reference-ready": {230, 4}})
+		"reference-ready": {230, 4}, "reference-ready-10": {241, 4}})
 	readyFixture(rep, serverNoTFO, map[string][2]float64{"floor": {160, 3}, "pipebind-ready": {200, 4}})
 	ts := readyTargets(rep)
 	if len(ts) != 4 {
@@ -171,7 +171,8 @@ func TestReadyTargets(t *testing.T) {
 		}
 	}
 	ten, _ := findTarget(ts, "ready with 10 new messages")
-	if !strings.Contains(ten.why, "takes the floor's round trips") || !strings.Contains(ten.why, "3.5 ms too slow") {
+	if !strings.Contains(ten.why, "takes the floor's round trips") || !strings.Contains(ten.why, "3.5 ms too slow") ||
+		!strings.Contains(ten.why, "took 11.0 ms longer with the new messages (reference-ready-10)") {
 		t.Errorf("ready-10 why: %s", ten.why)
 	}
 	noTFO, _ := findTarget(ts, "server without TCP Fast Open: ready")
