@@ -283,7 +283,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Int64Var(&o.bandwidth, "bandwidth", 0, "bytes/s per direction (0: unlimited)")
 	fs.BoolVar(&o.prosody, "prosody", false, "also start a Prosody 13 (internal/prosodytest) and bench against it")
 	fs.BoolVar(&o.inproc, "inproc", true, "bench against the in-process server")
-	fs.BoolVar(&o.packet, "packet", false, "also run the headline rows on the packet-level path (internal/pathemu; needs root and /dev/net/tun): Prosody 13 with and without TCP Fast Open, floor, pipebind warm FAST, mellium, go-xmpp FAST")
+	fs.BoolVar(&o.packet, "packet", false, "also run the headline rows on the packet-level path (internal/pathemu; needs root and /dev/net/tun): Prosody 13 with and without TCP Fast Open, floor, pipebind warm FAST, the time to ready (pipebind-ready*, reference-ready*), mellium, go-xmpp FAST")
 	fs.StringVar(&o.goxmpp, "goxmpp", "", "go-xmpp peer binary (cd bench && go build ./cmd/goxmpp-peer); empty skips the go-xmpp rows")
 	fs.StringVar(&only, "clients", "", "comma-separated client kinds to run (default all)")
 	fs.IntVar(&o.storm, "storm", 0, "reconnect storm: this many concurrent bot logins to the in-process server (0: skip)")
