@@ -36,6 +36,15 @@ type benchClient struct {
 	draft   bool   // needs the XEP-0386 v0.3.0 in-process server
 	pending string // not implemented yet: the row is printed empty
 	servers []string
+	// ready: a time-to-ready row (ready.go), on an account of its own in
+	// each group (readyUser), set up by the peer's "prepare" before the
+	// first login; inject new messages are archived for that account
+	// before each login (untimed); big: its timed logins are -n-1000.
+	ready  bool
+	inject int
+	big    bool
+	// note is said in the row's note column.
+	note string
 }
 
 // The packet servers (-packet): Prosody 13 with and without TCP Fast
@@ -60,9 +69,20 @@ var benchClients = []benchClient{
 	// login with TCP Fast Open and an X25519-only ClientHello.
 	{name: "floor", kind: "floor-fast", servers: packetServers},
 	{name: "pipebind-warm-fast", servers: bothAndPacket},
-	// Room for the time to ready (the login with the catch-up inside its
-	// write, issue 15), measured by the change that adds it.
-	{name: "pipebind-ready", pending: "measured by the ready-time change (issue 15)", servers: packetServers},
+	// The time to ready (issue 15, ready.go): pipebind with its catch-up
+	// in the login's write, and the reference client that asks after it.
+	{name: "pipebind-ready", ready: true, servers: packetServers,
+		note: "Dial → Synced, store level"},
+	{name: "pipebind-ready-10", ready: true, inject: 10, servers: packetServers,
+		note: "Dial → Synced, 10 new messages fetched"},
+	{name: "pipebind-ready-1000", ready: true, inject: 1000, big: true, servers: packetServers,
+		note: "Dial → Synced, 1,000 new messages fetched"},
+	{name: "reference-ready", ready: true, servers: packetServers,
+		note: "login, then MAM from the cursor, then the markers; store level"},
+	{name: "reference-ready-10", ready: true, inject: 10, servers: packetServers,
+		note: "login, then MAM from the cursor, then the markers; 10 new messages"},
+	{name: "reference-ready-1000", ready: true, inject: 1000, big: true, servers: packetServers,
+		note: "login, then MAM from the cursor (paged), then the markers; 1,000 new messages"},
 	{name: "pipebind-warm-plain", servers: both},
 	{name: "pipebind-warm-scram", servers: both},
 	{name: "pipebind-cold", servers: both},
@@ -117,10 +137,19 @@ type benchRow struct {
 	// carried data the server accepted: TCP Fast Open, seen on the
 	// packet-level path only.
 	SYNDataAccepted int `json:"syn_data_accepted,omitempty"`
+	// Note is the row's own note (benchClient.note). The ready rows:
+	// ReadyMS is pipebind's Info().Timings.Ready (Dial's start to Synced;
+	// the row's time is the peer's wall clock from before Dial to Synced,
+	// which includes it), Fetched the new messages a login fetched
+	// (medians).
+	Note    string  `json:"note,omitempty"`
+	ReadyMS float64 `json:"ready_ms,omitempty"`
+	Fetched float64 `json:"fetched,omitempty"`
 
 	ns                             []int64
 	rts, fl, cn, up, down, cpu, al []float64
 	alb, crt, cache, cacheWait     []float64
+	ready, fetched                 []float64
 }
 
 // stormResult reports the reconnect storm (every bot has logged in before:
@@ -226,6 +255,12 @@ type benchOpts struct {
 	// namespace).
 	packet bool
 	launch func(*exec.Cmd) error
+	// nBig is the timed logins of the -1000 ready rows (-n-1000); inject
+	// archives n new messages for an account of the group's server (the
+	// ready rows), accounts are that server's accounts and passwords.
+	nBig     int
+	inject   func(ctx context.Context, to string, n int) error
+	accounts map[string]string
 }
 
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -242,12 +277,13 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var rtts, only string
 	fs.IntVar(&o.n, "n", 20, "timed logins per client and RTT")
 	fs.IntVar(&o.warmup, "warmup", 1, "untimed logins first (they fill the warm clients' caches)")
+	fs.IntVar(&o.nBig, "n-1000", 5, "timed logins of the -packet rows pipebind-ready-1000 and reference-ready-1000 (at most -n): each archives 1,000 more messages, and Prosody's pages slow as the archive grows")
 	fs.StringVar(&rtts, "rtt", "20ms,50ms,100ms", "emulated round-trip times, comma-separated")
 	fs.DurationVar(&o.jitter, "jitter", 0, "one-way jitter (uniform ±)")
 	fs.Int64Var(&o.bandwidth, "bandwidth", 0, "bytes/s per direction (0: unlimited)")
 	fs.BoolVar(&o.prosody, "prosody", false, "also start a Prosody 13 (internal/prosodytest) and bench against it")
 	fs.BoolVar(&o.inproc, "inproc", true, "bench against the in-process server")
-	fs.BoolVar(&o.packet, "packet", false, "also run the headline rows on the packet-level path (internal/pathemu; needs root and /dev/net/tun): Prosody 13 with and without TCP Fast Open, floor, pipebind warm FAST, mellium, go-xmpp FAST")
+	fs.BoolVar(&o.packet, "packet", false, "also run the headline rows on the packet-level path (internal/pathemu; needs root and /dev/net/tun): Prosody 13 with and without TCP Fast Open, floor, pipebind warm FAST, the time to ready (pipebind-ready*, reference-ready*), mellium, go-xmpp FAST")
 	fs.StringVar(&o.goxmpp, "goxmpp", "", "go-xmpp peer binary (cd bench && go build ./cmd/goxmpp-peer); empty skips the go-xmpp rows")
 	fs.StringVar(&only, "clients", "", "comma-separated client kinds to run (default all)")
 	fs.IntVar(&o.storm, "storm", 0, "reconnect storm: this many concurrent bot logins to the in-process server (0: skip)")
@@ -297,6 +333,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if o.n < 1 {
 		return errors.New("-n must be at least 1")
+	}
+	if o.nBig < 1 {
+		return errors.New("-n-1000 must be at least 1")
 	}
 	if o.catchup > 0 && !o.prosody {
 		return errors.New("-catchup needs -prosody")
@@ -567,58 +606,39 @@ func runBench(ctx context.Context, o benchOpts, logw io.Writer) (*benchReport, e
 	return rep, nil
 }
 
+// groupPeer is a row's peer in a group.
+type groupPeer struct {
+	row  *benchRow
+	c    benchClient
+	p    *peerProc
+	px   benchPath
+	user string // the account it logs in as
+	n    int    // its timed logins
+}
+
 // benchGroup runs every client kind at one RTT against one server,
 // interleaved: login i of every kind runs before login i+1 of any, so
 // machine noise spreads over all rows alike.
 func benchGroup(ctx context.Context, o benchOpts, server string, rtt time.Duration, px, dpx benchPath, t, dt benchTarget, rep *benchReport, logw io.Writer) ([]*benchRow, error) {
-	type live struct {
-		row *benchRow
-		p   *peerProc
-		px  benchPath
-	}
-	var rows []*benchRow
-	var peers []*live
+	var peers []*groupPeer
 	defer func() {
 		for _, l := range peers {
 			l.p.stop()
 		}
 	}()
-	for _, c := range benchClients {
-		if !o.wants(c, server) {
-			continue
-		}
-		row := &benchRow{Server: server, RTTms: ms(rtt), Client: c.name, Pending: c.pending}
-		rows = append(rows, row)
-		if c.pending != "" {
-			continue
-		}
-		proxy, target := px, t
-		if c.draft {
-			if dpx == nil {
-				continue
-			}
-			proxy, target = dpx, dt
-		}
-		p, err := startPeer(ctx, o, c.peerKind(), c.goxmpp, proxy.addr(), target, logw)
-		if err != nil {
-			return nil, err
-		}
-		peers = append(peers, &live{row, p, proxy})
+	rows, peers, err := startGroup(ctx, o, server, rtt, px, dpx, t, dt, logw)
+	if err != nil {
+		return nil, err
 	}
 	fmt.Fprintf(logw, "bench: %s at RTT %v: %d clients × (%d warm-up + %d) logins\n", server, rtt, len(peers), o.warmup, o.n)
 	for i := range o.warmup + o.n {
 		for j := range peers {
 			l := peers[(i+j)%len(peers)]
-			n0 := l.px.mark()
-			r, err := l.p.call("login")
+			if i >= o.warmup+l.n {
+				continue
+			}
+			r, st, err := groupLogin(ctx, o, l)
 			if err != nil {
-				return nil, err
-			}
-			var st pathStats
-			if r.Err == "" {
-				st = l.px.stats(n0, r)
-			}
-			if _, err := l.p.call("close"); err != nil {
 				return nil, err
 			}
 			if i < o.warmup {
@@ -645,6 +665,104 @@ func benchGroup(ctx context.Context, o benchOpts, server string, rtt time.Durati
 		}
 	}
 	return rows, nil
+}
+
+// startGroup starts the peers of a group's rows (the rows come back in
+// display order, pending ones included) and prepares those of the ready
+// rows: a row whose preparation failed counts every login as failed.
+func startGroup(ctx context.Context, o benchOpts, server string, rtt time.Duration, px, dpx benchPath, t, dt benchTarget, logw io.Writer) ([]*benchRow, []*groupPeer, error) {
+	var rows []*benchRow
+	var peers []*groupPeer
+	fail := func(err error) ([]*benchRow, []*groupPeer, error) {
+		for _, l := range peers {
+			l.p.stop()
+		}
+		return nil, nil, err
+	}
+	for _, c := range benchClients {
+		if !o.wants(c, server) {
+			continue
+		}
+		row := &benchRow{Server: server, RTTms: ms(rtt), Client: c.name, Pending: c.pending, Note: c.note}
+		rows = append(rows, row)
+		if c.pending != "" {
+			continue
+		}
+		proxy, target := px, t
+		if c.draft {
+			if dpx == nil {
+				continue
+			}
+			proxy, target = dpx, dt
+		}
+		l := &groupPeer{row: row, c: c, px: proxy, user: target.user, n: o.n}
+		if c.big {
+			l.n = min(o.n, o.nBig)
+		}
+		if c.ready {
+			l.user = readyUser(c.name, rtt)
+			pw, ok := o.accounts[l.user]
+			if !ok {
+				row.N, row.Failed, row.FirstErr = l.n, l.n, "no account "+l.user+" on the server (the ready rows need -packet)"
+				continue
+			}
+			target.user, target.password = l.user, pw
+		}
+		p, err := startPeer(ctx, o, c.peerKind(), c.goxmpp, proxy.addr(), target, logw)
+		if err != nil {
+			return fail(err)
+		}
+		l.p = p
+		if c.ready {
+			fmt.Fprintf(logw, "bench: %s at RTT %v: priming %s\n", server, rtt, c.name)
+			r, err := p.call("prepare")
+			if err != nil {
+				return fail(err)
+			}
+			if r.Err != "" {
+				p.stop()
+				row.N, row.Failed, row.FirstErr = l.n, l.n, "prepare: "+r.Err
+				continue
+			}
+		}
+		peers = append(peers, l)
+	}
+	return rows, peers, nil
+}
+
+// readyUser is the account of a ready row at rtt: one per row and group,
+// so that no row sees another's messages and each archive grows only by
+// its own row's logins.
+func readyUser(client string, rtt time.Duration) string {
+	return fmt.Sprintf("%s-%gms", client, ms(rtt))
+}
+
+// groupLogin runs one login of a group's peer and closes it: first, for a
+// row that asks for it, the new messages are archived (untimed, before
+// the path's mark); a failed injection is a failed login.
+func groupLogin(ctx context.Context, o benchOpts, l *groupPeer) (peerReply, pathStats, error) {
+	var st pathStats
+	if l.c.inject > 0 {
+		err := errors.New("no injector: the ready rows need -packet")
+		if o.inject != nil {
+			err = o.inject(ctx, l.user, l.c.inject)
+		}
+		if err != nil {
+			return peerReply{Err: oneLine(fmt.Errorf("archiving %d new messages: %w", l.c.inject, err))}, st, nil
+		}
+	}
+	n0 := l.px.mark()
+	r, err := l.p.call("login")
+	if err != nil {
+		return r, st, err
+	}
+	if r.Err == "" {
+		st = l.px.stats(n0, r)
+	}
+	if _, err := l.p.call("close"); err != nil {
+		return r, st, err
+	}
+	return r, st, nil
 }
 
 // answeredStats is netem's StatsSinceBefore(n0, until) with one change: a
@@ -701,6 +819,10 @@ func (r *benchRow) add(p peerReply, st pathStats) {
 	r.crt = append(r.crt, float64(p.ClientRT))
 	r.cache = append(r.cache, float64(p.CacheNS)/1e6)
 	r.cacheWait = append(r.cacheWait, float64(p.CacheWaitNS)/1e6)
+	if p.ReadyNS > 0 {
+		r.ready = append(r.ready, float64(p.ReadyNS)/1e6)
+	}
+	r.fetched = append(r.fetched, float64(p.Fetched))
 	r.Path, r.Mechanism, r.TLS = p.Path, p.Mechanism, p.TLS
 }
 
@@ -714,6 +836,7 @@ func (r *benchRow) finish() {
 	r.BytesUp, r.BytesDown = median(r.up), median(r.down)
 	r.CPUms, r.Allocs, r.AllocKB, r.ClientRT = median(r.cpu), median(r.al), median(r.alb), median(r.crt)
 	r.CacheMS, r.CacheWaitMS = median(r.cache), median(r.cacheWait)
+	r.ReadyMS, r.Fetched = median(r.ready), median(r.fetched)
 }
 
 func median(v []float64) float64 {

@@ -311,12 +311,22 @@ func fillArchive(ctx context.Context, addr string, tlsCfg *tls.Config, domain, u
 	if err := r.login(domain, user, password); err != nil {
 		return err
 	}
+	return r.sendMessages(domain, to, "fill", n)
+}
+
+// sendMessages sends n chat messages to `to`, in batches of one write
+// each, then pings and reads until the answer: Prosody handles a
+// session's stanzas in order, archiving each message (internal storage
+// writes synchronously) before it answers the ping, so every message is
+// archived once sendMessages returns. tag makes the ids (and the pings')
+// unique on the connection.
+func (r *rawConn) sendMessages(domain, to, tag string, n int) error {
 	const batch = 200
 	var b bytes.Buffer
 	for i := 0; i < n; i += batch {
 		b.Reset()
 		for k := i; k < min(n, i+batch); k++ {
-			fmt.Fprintf(&b, "<message to='%s' type='chat' id='fill-%d'><body>catch-up message %d: some text of an ordinary length for a chat line</body></message>", to, k, k)
+			fmt.Fprintf(&b, "<message to='%s' type='chat' id='%s-%d'><body>catch-up message %d: some text of an ordinary length for a chat line</body></message>", to, tag, k, k)
 		}
 		if _, err := r.c.Write(b.Bytes()); err != nil {
 			return err
@@ -324,12 +334,12 @@ func fillArchive(ctx context.Context, addr string, tlsCfg *tls.Config, domain, u
 		// Keep what the server sends back (errors for the offline
 		// recipient, if any) from piling up unread.
 		if i%(batch*10) == 0 {
-			if err := r.ping(domain, "fill-ping-"+strconv.Itoa(i)); err != nil {
+			if err := r.ping(domain, tag+"-ping-"+strconv.Itoa(i)); err != nil {
 				return err
 			}
 		}
 	}
-	return r.ping(domain, "fill-ping-end")
+	return r.ping(domain, tag+"-ping-end")
 }
 
 // rawPass is one pass of the raw client over the archive.

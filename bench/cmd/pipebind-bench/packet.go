@@ -9,11 +9,16 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/pipebind/pipebind/internal/pathemu"
 	"github.com/pipebind/pipebind/internal/prosodytest"
@@ -57,19 +62,38 @@ type packetServer struct {
 	emu    *pathemu.Emulator
 	srv    *prosodytest.Server
 	target benchTarget
+	inj    *packetInjector
 }
 
 func (s *packetServer) close() {
+	s.inj.close()
 	if s.srv != nil {
 		s.srv.Close()
 	}
 	s.emu.Close()
 }
 
+// packetUsers are the accounts of a packet server: alice (the login
+// rows), bob (who sends the ready rows' new messages) and the ready rows'
+// own, one per row and RTT (readyUser).
+func packetUsers(rtts []time.Duration) map[string]string {
+	users := map[string]string{"alice": "alice-pw-1", "bob": "bob-pw-2"}
+	for _, c := range benchClients {
+		if !c.ready || !slices.Contains(c.servers, serverTFO) {
+			continue
+		}
+		for _, rtt := range rtts {
+			u := readyUser(c.name, rtt)
+			users[u] = u + "-pw"
+		}
+	}
+	return users
+}
+
 // startPacketServer starts an emulator with net.ipv4.tcp_fastopen=3 in
 // both namespaces (client and server bits) and a Prosody in its server
 // namespace, accepting data in the SYN when tfo.
-func startPacketServer(ctx context.Context, name string, tfo bool, tmp string) (*packetServer, error) {
+func startPacketServer(ctx context.Context, name string, tfo bool, tmp string, rtts []time.Duration) (*packetServer, error) {
 	emu, err := pathemu.New(pathemu.Config{})
 	if err != nil {
 		return nil, err
@@ -82,7 +106,7 @@ func startPacketServer(ctx context.Context, name string, tfo bool, tmp string) (
 		}
 	}
 	s.srv, err = prosodytest.Start(ctx, prosodytest.Options{Host: pathemu.ServerAddr, Launch: emu.Server().Start,
-		Dial: emu.Client().DialContext, TCPFastOpen: tfo})
+		Dial: emu.Client().DialContext, TCPFastOpen: tfo, Users: packetUsers(rtts)})
 	if err != nil {
 		s.close()
 		return nil, fmt.Errorf("prosody (%s): %w", name, err)
@@ -93,7 +117,83 @@ func startPacketServer(ctx context.Context, name string, tfo bool, tmp string) (
 		return nil, err
 	}
 	s.target = benchTarget{s.srv.Domain, ca, "alice", s.srv.Users["alice"]}
+	s.inj = &packetInjector{emu: emu, addr: s.srv.DirectTLSAddr, domain: s.srv.Domain, user: "bob", password: s.srv.Users["bob"],
+		tls: s.srv.TLSConfig()}
 	return s, nil
+}
+
+// packetInjector archives new messages for the ready rows' accounts: bob
+// sends them, on one raw connection through the emulator's client
+// namespace that stays open across the logins (it is opened before any
+// login's mark, so its packets count for no row). Bob's own archive
+// policy is "never", so his archive does not grow with them (Prosody's
+// internal storage caps an archive at 10,000 items).
+type packetInjector struct {
+	emu            *pathemu.Emulator
+	addr, domain   string
+	user, password string
+	tls            *tls.Config
+	mu             sync.Mutex
+	conn           *rawConn
+	seq            int
+}
+
+// inject sends n chat messages from bob to the account user and returns
+// once Prosody has archived them all.
+func (in *packetInjector) inject(ctx context.Context, user string, n int) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.conn == nil {
+		if err := in.connect(ctx); err != nil {
+			return err
+		}
+	}
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(2 * time.Minute)
+	}
+	_ = in.conn.c.SetDeadline(dl)
+	in.seq++
+	err := in.conn.sendMessages(in.domain, user+"@"+in.domain, "inject"+strconv.Itoa(in.seq), n)
+	if err != nil {
+		in.conn.c.Close()
+		in.conn = nil
+	}
+	return err
+}
+
+// connect logs bob in and sets his archive policy to never.
+func (in *packetInjector) connect(ctx context.Context) error {
+	tc, err := dialTLSVia(ctx, in.emu.Client().DialContext, in.addr, in.tls)
+	if err != nil {
+		return err
+	}
+	r := &rawConn{c: tc, rbuf: make([]byte, 64<<10)}
+	_ = tc.SetDeadline(time.Now().Add(time.Minute))
+	if err := r.login(in.domain, in.user, in.password); err != nil {
+		tc.Close()
+		return fmt.Errorf("%s: login: %w", in.user, err)
+	}
+	if err := r.write("<iq type='set' id='bob-prefs'><prefs xmlns='urn:xmpp:mam:2' default='never'/></iq>"); err != nil {
+		tc.Close()
+		return err
+	}
+	i, err := r.until([]byte("'bob-prefs'"))
+	if err != nil {
+		tc.Close()
+		return fmt.Errorf("%s: archive prefs: %w", in.user, err)
+	}
+	r.consume(i)
+	in.conn = r
+	return nil
+}
+
+func (in *packetInjector) close() {
+	if in == nil || in.conn == nil {
+		return
+	}
+	in.conn.close()
+	in.conn = nil
 }
 
 // packetBench runs the rows of the packet servers at every RTT.
@@ -112,7 +212,7 @@ func packetBench(ctx context.Context, o benchOpts, rep *benchReport, tmp string,
 	}()
 	for _, name := range packetServers {
 		fmt.Fprintf(logw, "bench: starting Prosody (%s) behind the packet-level path\n", name)
-		s, err := startPacketServer(ctx, name, name == serverTFO, tmp)
+		s, err := startPacketServer(ctx, name, name == serverTFO, tmp, o.rtts)
 		if err != nil {
 			return nil, err
 		}
@@ -127,6 +227,7 @@ func packetBench(ctx context.Context, o benchOpts, rep *benchReport, tmp string,
 			}
 			po := o
 			po.launch = s.emu.Client().Start
+			po.inject, po.accounts = s.inj.inject, s.srv.Users
 			g, err := benchGroup(ctx, po, s.name, rtt, packetPath{s.emu, s.srv.DirectTLSAddr}, nil, s.target, benchTarget{}, rep, logw)
 			if err != nil {
 				return nil, err

@@ -16,7 +16,10 @@ import (
 // and checks the round trips counted on the packets: with TCP Fast Open on
 // the server, the floor and pipebind warm take 2 in all (the SYN carries
 // the ClientHello, accepted on every login), one after TLS; without it 3;
-// mellium's classic login 4 after TLS either way.
+// mellium's classic login 4 after TLS either way. The time to ready:
+// pipebind-ready takes the floor's round trips, with or without new
+// messages in one page; the reference two more (the archive query, the
+// markers).
 func TestBenchPacket(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs root, network namespaces and Prosody") // -short only
@@ -28,7 +31,8 @@ func TestBenchPacket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out, errb bytes.Buffer
-	if code := run(ctx, []string{"-packet", "-inproc=false", "-n", "2", "-rtt", "20ms", "-json"}, &out, &errb); code != 0 {
+	clients := "pipebind-warm-fast,mellium-classic,pipebind-ready,pipebind-ready-10,reference-ready,reference-ready-10"
+	if code := run(ctx, []string{"-packet", "-inproc=false", "-n", "2", "-rtt", "20ms", "-clients", clients, "-json"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	var rep benchReport
@@ -40,8 +44,10 @@ func TestBenchPacket(t *testing.T) {
 		synData      int
 	}
 	wants := map[string]map[string]want{
-		serverTFO:   {"floor": {2, 1, 2}, "pipebind-warm-fast": {2, 1, 2}, "mellium-classic": {6, 4, 0}},
-		serverNoTFO: {"floor": {3, 1, 0}, "pipebind-warm-fast": {3, 1, 0}, "mellium-classic": {6, 4, 0}},
+		serverTFO: {"floor": {2, 1, 2}, "pipebind-warm-fast": {2, 1, 2}, "mellium-classic": {6, 4, 0},
+			"pipebind-ready": {2, 1, 2}, "pipebind-ready-10": {2, 1, 2}, "reference-ready": {4, 3, 2}, "reference-ready-10": {4, 3, 2}},
+		serverNoTFO: {"floor": {3, 1, 0}, "pipebind-warm-fast": {3, 1, 0}, "mellium-classic": {6, 4, 0},
+			"pipebind-ready": {3, 1, 0}, "pipebind-ready-10": {3, 1, 0}, "reference-ready": {5, 3, 0}, "reference-ready-10": {5, 3, 0}},
 	}
 	seen := 0
 	for _, r := range rep.Rows {
@@ -62,8 +68,8 @@ func TestBenchPacket(t *testing.T) {
 				r.Client, r.Server, r.Flights, r.RoundTrips, r.SYNDataAccepted, w.flights, w.rts, w.synData)
 		}
 	}
-	if seen != 6 {
-		t.Errorf("%d rows measured, want 6", seen)
+	if seen != 14 {
+		t.Errorf("%d rows measured, want 14", seen)
 	}
 	if len(packetTargets(&rep)) != 0 {
 		t.Error("targets judged at RTT 20 ms; they are the issue's at 50 ms")

@@ -44,6 +44,12 @@ func rowCells(r *benchRow) []string {
 		return []string{r.Client, "—", "—", "—", "—", "—", "—", "—", "—", "—", r.Pending}
 	}
 	note := strings.TrimSpace(r.Path + " " + r.Mechanism)
+	if r.Note != "" {
+		note = strings.TrimPrefix(note+"; "+r.Note, "; ")
+	}
+	if r.ReadyMS > 0 {
+		note += fmt.Sprintf(" (Info.Timings.Ready %.1f ms)", r.ReadyMS)
+	}
 	if isPacket(r.Server) && r.N > r.Failed {
 		note += packetNote(r)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -132,6 +133,71 @@ func TestFmtTarget(t *testing.T) {
 	}{{1.2996, 1.3, "1.2996x"}, {1.2949, 1.3, "1.29x"}, {1.3, 1.3, "1.30x"}, {1.9651, 2, "1.97x"}, {2.0032, 2, "2.003x"}, {0, 1.05, "—"}} {
 		if got := fmtTarget(c.v, c.want); got != c.out {
 			t.Errorf("fmtTarget(%g, %g) = %s, want %s", c.v, c.want, got, c.out)
+		}
+	}
+}
+
+// readyFixture is a packet group at RTT 50 ms on server with the rows
+// given: median ms and round trips in all.
+func readyFixture(rep *benchReport, server string, rows map[string][2]float64) {
+	for _, c := range benchClients {
+		if v, ok := rows[c.name]; ok && slices.Contains(c.servers, server) {
+			rep.Rows = append(rep.Rows, &benchRow{Server: server, RTTms: 50, Client: c.name, N: 10, MedianMS: v[0], Flights: v[1],
+				RoundTrips: v[1] - 1, CPUms: 5})
+		}
+	}
+}
+
+// TestReadyTargets: the time to ready's targets compare rows of the same
+// group, say why a miss is one, and judge nothing on a failed row.
+func TestReadyTargets(t *testing.T) {
+	rep := &benchReport{}
+	readyFixture(rep, serverTFO, map[string][2]float64{"floor": {110, 2}, "pipebind-ready": {120, 2}, "pipebind-ready-10": {130, 2},
+		"reference-ready": {230, 4}, "reference-ready-10": {241, 4}})
+	readyFixture(rep, serverNoTFO, map[string][2]float64{"floor": {160, 3}, "pipebind-ready": {200, 4}})
+	ts := readyTargets(rep)
+	if len(ts) != 4 {
+		t.Fatalf("%d ready targets, want 4", len(ts))
+	}
+	for prefix, met := range map[string]bool{
+		"ready (store level) within 10%":             true,  // 120 / 110 = 1.09x
+		"ready with 10 new messages":                 false, // 1.18x
+		"ready ≥ 1.9x faster than the reference":     true,  // 230 / 120 = 1.92x
+		"server without TCP Fast Open: ready (store": false, // 1.25x, one round trip more
+	} {
+		tg, ok := findTarget(ts, prefix)
+		if !ok || !tg.measuredOK || tg.met != met {
+			t.Errorf("target %q: found %t, measured %t, met %t; want met %t", prefix, ok, tg.measuredOK, tg.met, met)
+		}
+	}
+	ten, _ := findTarget(ts, "ready with 10 new messages")
+	if !strings.Contains(ten.why, "takes the floor's round trips") || !strings.Contains(ten.why, "3.5 ms too slow") ||
+		!strings.Contains(ten.why, "took 11.0 ms longer with the new messages (reference-ready-10)") {
+		t.Errorf("ready-10 why: %s", ten.why)
+	}
+	noTFO, _ := findTarget(ts, "server without TCP Fast Open: ready")
+	if !strings.Contains(noTFO.why, "took 4 round trips in all where the floor took 3") {
+		t.Errorf("no-TFO why: %s", noTFO.why)
+	}
+	ref, _ := findTarget(ts, "ready ≥ 1.9x")
+	if !strings.Contains(ref.detail, "round-trip ceiling (4 vs 2 RTs in all, zero CPU): 2.00x") {
+		t.Errorf("reference detail: %s", ref.detail)
+	}
+	// The ratio is the rows': slowing the reference misses it.
+	findRow(rep, serverTFO, 50, "reference-ready").MedianMS = 220
+	if ref, _ := findTarget(readyTargets(rep), "ready ≥ 1.9x"); ref.met || !strings.Contains(ref.why, "too slow") {
+		t.Errorf("220 / 120 met %t, why %q", ref.met, ref.why)
+	}
+	findRow(rep, serverTFO, 50, "pipebind-ready").Failed = 1
+	for _, prefix := range []string{"ready (store level) within 10%", "ready ≥ 1.9x"} {
+		if tg, _ := findTarget(readyTargets(rep), prefix); tg.measuredOK {
+			t.Errorf("%q judged on a row with a failed login", prefix)
+		}
+	}
+	md := renderMarkdown(rep)
+	for _, want := range []string{"## How it works: two round trips to ready", "* **ready with 10 new messages within 15% of the floor (TCP Fast Open)**"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
 		}
 	}
 }
