@@ -192,7 +192,10 @@ func TestSlowServerNotDead(t *testing.T) {
 // set to the bound counts a closed window against it, although the server
 // acknowledges every window probe).
 func TestBusyServerNotDead(t *testing.T) {
-	const idle, timeout, pause = 300 * time.Millisecond, 300 * time.Millisecond, 3 * time.Second
+	// The pause is twice the bound; the bound leaves room for the server's
+	// work on 16 stanzas between two acks once it reads again (tens of ms
+	// each under the race detector on a loaded machine).
+	const idle, timeout, pause = time.Second, time.Second, 4 * time.Second
 	s := newTestServer(t, xmpptest.Config{})
 	events, onEvent := eventsTo(64)
 	cfg := testConfig(t, s, "alice", nil)
@@ -207,7 +210,7 @@ func TestBusyServerNotDead(t *testing.T) {
 		t.Fatal("no connection to pause")
 	}
 	// More than the socket buffers hold: the writes wait for the window.
-	body := strings.Repeat("x", 32<<10)
+	body := strings.Repeat("x", 8<<10)
 	for i := range 400 {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := c.Send(ctx, chatMessage("bob@localhost", fmt.Sprint(i, body)))
