@@ -104,102 +104,127 @@ func cacheForget(ctx context.Context, db *cache.DB, acct jid.JID, messages, json
 	return nil
 }
 
+// cacheContents is what cache show prints: everything but the secrets.
+type cacheContents struct {
+	feats    []cache.Features
+	keys     []cache.StoredKey
+	tokens   []cache.StoredToken
+	pins     []cache.StoredPin
+	accounts []cacheAccount
+}
+
+// cacheAccount is an account's messages in the cache.
+type cacheAccount struct {
+	JID      string `json:"jid"`
+	Messages int    `json:"messages"`
+	Cursor   string `json:"cursor"`
+}
+
 func cacheShow(ctx context.Context, db *cache.DB, jsonOut bool, w io.Writer) error {
-	feats, err := db.ListFeatures(ctx)
+	c, err := readCache(ctx, db)
 	if err != nil {
 		return err
 	}
-	keys, err := db.ListScramKeys(ctx)
-	if err != nil {
-		return err
+	if jsonOut {
+		return showCacheJSON(db.Path(), c, w)
 	}
-	tokens, err := db.ListFastTokens(ctx)
-	if err != nil {
-		return err
+	showCacheText(db.Path(), c, w)
+	return nil
+}
+
+// readCache reads what cache show prints.
+func readCache(ctx context.Context, db *cache.DB) (c cacheContents, err error) {
+	if c.feats, err = db.ListFeatures(ctx); err != nil {
+		return c, err
 	}
-	pins, err := db.ListMechanismPins(ctx)
-	if err != nil {
-		return err
+	if c.keys, err = db.ListScramKeys(ctx); err != nil {
+		return c, err
+	}
+	if c.tokens, err = db.ListFastTokens(ctx); err != nil {
+		return c, err
+	}
+	if c.pins, err = db.ListMechanismPins(ctx); err != nil {
+		return c, err
 	}
 	accts, err := db.Accounts(ctx)
 	if err != nil {
-		return err
+		return c, err
 	}
-	type account struct {
-		JID      string `json:"jid"`
-		Messages int    `json:"messages"`
-		Cursor   string `json:"cursor"`
-	}
-	var accounts []account
 	for _, a := range accts {
 		n, err := db.CountMessages(ctx, a)
 		if err != nil {
-			return err
+			return c, err
 		}
-		c, err := db.Cursor(ctx, a)
+		cur, err := db.Cursor(ctx, a)
 		if err != nil {
-			return err
+			return c, err
 		}
-		accounts = append(accounts, account{a, n, c})
+		c.accounts = append(c.accounts, cacheAccount{a, n, cur})
 	}
-	if jsonOut {
-		type key struct {
-			Account    string `json:"account"`
-			Mechanism  string `json:"mechanism"`
-			Iterations int    `json:"iterations"`
-			Keys       string `json:"keys"`
-		}
-		type token struct {
-			Account   string    `json:"account"`
-			Mechanism string    `json:"mechanism"`
-			Expiry    time.Time `json:"expiry"`
-			Token     string    `json:"token"`
-		}
-		type pin struct {
-			Account   string `json:"account"`
-			Mechanism string `json:"mechanism"`
-		}
-		out := struct {
-			Path      string           `json:"path"`
-			Features  []cache.Features `json:"features"`
-			ScramKeys []key            `json:"scram_keys"`
-			Tokens    []token          `json:"fast_tokens"`
-			Pins      []pin            `json:"mechanism_pins"`
-			Accounts  []account        `json:"accounts"`
-		}{Path: db.Path(), Features: feats, ScramKeys: []key{}, Tokens: []token{}, Pins: []pin{}, Accounts: accounts}
-		for _, k := range keys {
-			out.ScramKeys = append(out.ScramKeys, key{k.Account, k.Mechanism, k.Iterations, "[redacted]"})
-		}
-		for _, t := range tokens {
-			out.Tokens = append(out.Tokens, token{t.Account, t.Mechanism, t.Expiry, "[redacted]"})
-		}
-		for _, p := range pins {
-			out.Pins = append(out.Pins, pin{p.Account, p.Mechanism})
-		}
-		return json.NewEncoder(w).Encode(out)
+	return c, nil
+}
+
+// showCacheJSON prints c as one JSON object, the secrets redacted.
+func showCacheJSON(path string, c cacheContents, w io.Writer) error {
+	type key struct {
+		Account    string `json:"account"`
+		Mechanism  string `json:"mechanism"`
+		Iterations int    `json:"iterations"`
+		Keys       string `json:"keys"`
 	}
-	fmt.Fprintf(w, "cache %s\n", db.Path())
-	for _, f := range feats {
-		path := "classic"
+	type token struct {
+		Account   string    `json:"account"`
+		Mechanism string    `json:"mechanism"`
+		Expiry    time.Time `json:"expiry"`
+		Token     string    `json:"token"`
+	}
+	type pin struct {
+		Account   string `json:"account"`
+		Mechanism string `json:"mechanism"`
+	}
+	out := struct {
+		Path      string           `json:"path"`
+		Features  []cache.Features `json:"features"`
+		ScramKeys []key            `json:"scram_keys"`
+		Tokens    []token          `json:"fast_tokens"`
+		Pins      []pin            `json:"mechanism_pins"`
+		Accounts  []cacheAccount   `json:"accounts"`
+	}{Path: path, Features: c.feats, ScramKeys: []key{}, Tokens: []token{}, Pins: []pin{}, Accounts: c.accounts}
+	for _, k := range c.keys {
+		out.ScramKeys = append(out.ScramKeys, key{k.Account, k.Mechanism, k.Iterations, "[redacted]"})
+	}
+	for _, t := range c.tokens {
+		out.Tokens = append(out.Tokens, token{t.Account, t.Mechanism, t.Expiry, "[redacted]"})
+	}
+	for _, p := range c.pins {
+		out.Pins = append(out.Pins, pin{p.Account, p.Mechanism})
+	}
+	return json.NewEncoder(w).Encode(out)
+}
+
+// showCacheText prints c a line per entry, the secrets redacted.
+func showCacheText(path string, c cacheContents, w io.Writer) {
+	fmt.Fprintf(w, "cache %s\n", path)
+	for _, f := range c.feats {
+		best := "classic"
 		switch {
 		case f.SASL2 && f.Bind2:
-			path = "sasl2"
+			best = "sasl2"
 		case f.Bind2Draft:
-			path = "bind2-draft"
+			best = "bind2-draft"
 		}
-		fmt.Fprintf(w, "  server %-24s best path %-11s mechanisms %v fast %v seen %s\n", f.Domain, path, f.SASL2Mechanisms, f.FASTMechanisms, f.SeenAt.Format("2006-01-02 15:04"))
+		fmt.Fprintf(w, "  server %-24s best path %-11s mechanisms %v fast %v seen %s\n", f.Domain, best, f.SASL2Mechanisms, f.FASTMechanisms, f.SeenAt.Format("2006-01-02 15:04"))
 	}
-	for _, k := range keys {
+	for _, k := range c.keys {
 		fmt.Fprintf(w, "  keys   %-24s %s, %d iterations: ClientKey/ServerKey [redacted]\n", k.Account, k.Mechanism, k.Iterations)
 	}
-	for _, t := range tokens {
+	for _, t := range c.tokens {
 		fmt.Fprintf(w, "  token  %-24s %s, expires %s: [redacted]\n", t.Account, t.Mechanism, t.Expiry.Format("2006-01-02 15:04"))
 	}
-	for _, p := range pins {
+	for _, p := range c.pins {
 		fmt.Fprintf(w, "  pinned %-24s %s (the strongest password mechanism used)\n", p.Account, p.Mechanism)
 	}
-	for _, a := range accounts {
+	for _, a := range c.accounts {
 		fmt.Fprintf(w, "  msgs   %-24s %d messages, cursor %s\n", a.JID, a.Messages, orNone(a.Cursor))
 	}
-	return nil
 }
