@@ -210,7 +210,7 @@ func newPeerClient(ctx context.Context, pc peerConfig, tmp string) (peerClient, 
 		// with the initial presence written: the default, what an
 		// application gets.
 		cfg.NoPresence = false
-		p := &pbPeer{cfg: cfg, wantFAST: k.fast}
+		p := &pbPeer{pbSession: pbSession{cfg: cfg}, wantFAST: k.fast}
 		if k.fast {
 			if err := p.prime(ctx); err != nil {
 				p.shutdown()
@@ -256,10 +256,53 @@ func pipebindConfig(ctx context.Context, pc peerConfig, tlsCfg *tls.Config, tmp 
 	return cfg, nil
 }
 
+// pbSession is what every pipebind peer holds: its configuration (with
+// its cache) and the client of its last login.
+type pbSession struct {
+	cfg client.Config
+	c   *client.Client
+}
+
+func (p *pbSession) close() error {
+	if p.c == nil {
+		return nil
+	}
+	err := p.c.Close()
+	p.c = nil
+	return err
+}
+
+// shutdown closes the session and the peer's cache.
+func (p *pbSession) shutdown() {
+	_ = p.close()
+	if p.cfg.Cache != nil {
+		_ = p.cfg.Cache.Close()
+	}
+}
+
+// notFAST is the error of a login that was to use the cached FAST token
+// and did not: it measured the password, not FAST. (XEP-0484 rotation, a
+// new token on a FAST login, is fine: the cache keeps the newest.)
+func notFAST(in client.Info) error {
+	reason := "no usable token"
+	if in.TokenRejected != "" {
+		reason = "token refused: " + in.TokenRejected
+	}
+	return fmt.Errorf("login used %s, not the FAST token (%s)", in.Mechanism, reason)
+}
+
+// noToken is the error of a priming login after which the cache holds no
+// FAST token, nil if it does.
+func noToken(in client.Info) error {
+	if !in.FAST && in.NewToken == nil {
+		return fmt.Errorf("priming login (%s): the server issued no FAST token", in.Mechanism)
+	}
+	return nil
+}
+
 type pbPeer struct {
-	cfg      client.Config
+	pbSession
 	wantFAST bool // every login must authenticate with the cached FAST token
-	c        *client.Client
 }
 
 // prime logs in once with the password (untimed, before the first
@@ -273,10 +316,7 @@ func (p *pbPeer) prime(ctx context.Context) error {
 	}
 	in := c.Info()
 	c.Close()
-	if !in.FAST && in.NewToken == nil {
-		return fmt.Errorf("priming login (%s): the server issued no FAST token", in.Mechanism)
-	}
-	return nil
+	return noToken(in)
 }
 
 func (p *pbPeer) login(ctx context.Context) (loginInfo, error) {
@@ -286,35 +326,11 @@ func (p *pbPeer) login(ctx context.Context) (loginInfo, error) {
 	}
 	in := c.Info()
 	if p.wantFAST && !in.FAST {
-		// The token was refused or not usable: this login measured the
-		// password, not FAST. XEP-0484 rotation (a new token on a FAST
-		// login) is fine: the cache keeps the newest.
 		c.Close()
-		reason := "no usable token"
-		if in.TokenRejected != "" {
-			reason = "token refused: " + in.TokenRejected
-		}
-		return loginInfo{}, fmt.Errorf("login used %s, not the FAST token (%s)", in.Mechanism, reason)
+		return loginInfo{}, notFAST(in)
 	}
 	p.c = c
 	return loginInfo{path: in.Path.String(), mech: in.Mechanism, tls: in.TLSVersion, rt: in.RoundTrips, cache: in.Timings.Cache, cacheWait: in.Timings.CacheWait}, nil
-}
-
-func (p *pbPeer) close() error {
-	if p.c == nil {
-		return nil
-	}
-	err := p.c.Close()
-	p.c = nil
-	return err
-}
-
-// shutdown closes the session and the peer's cache.
-func (p *pbPeer) shutdown() {
-	_ = p.close()
-	if p.cfg.Cache != nil {
-		_ = p.cfg.Cache.Close()
-	}
 }
 
 func dialTLS(ctx context.Context, addr string, cfg *tls.Config) (*tls.Conn, error) {

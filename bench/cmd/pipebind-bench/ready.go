@@ -67,7 +67,7 @@ func newReadyPeer(ctx context.Context, pc peerConfig, tlsCfg *tls.Config, tmp st
 	}
 	if pb {
 		cfg.NoSync = false // the default: the catch-up rides with the login
-		p = &readyPeer{cfg: cfg, want: want}
+		p = &readyPeer{pbSession: pbSession{cfg: cfg}, want: want}
 	} else {
 		rp := &refPeer{want: wantRef, count: &mamCounter{}}
 		cfg.Handler = rp.count
@@ -84,9 +84,8 @@ func newReadyPeer(ctx context.Context, pc peerConfig, tlsCfg *tls.Config, tmp st
 // readyPeer is pipebind with its cache and sync on (FAST primed): the time
 // is from before Dial to Synced.
 type readyPeer struct {
-	cfg  client.Config
+	pbSession
 	want int
-	c    *client.Client
 }
 
 // prime logs in with the password (a FAST token is requested) and waits
@@ -102,10 +101,7 @@ func (p *readyPeer) prime(ctx context.Context) error {
 	if _, err := c.SyncReport(pctx); err != nil {
 		return fmt.Errorf("priming login's sync: %w", err)
 	}
-	if in := c.Info(); !in.FAST && in.NewToken == nil {
-		return fmt.Errorf("priming login (%s): the server issued no FAST token", in.Mechanism)
-	}
-	return nil
+	return noToken(c.Info())
 }
 
 func (p *readyPeer) login(ctx context.Context) (loginInfo, error) {
@@ -127,7 +123,7 @@ func (p *readyPeer) login(ctx context.Context) (loginInfo, error) {
 	case err != nil:
 		return loginInfo{}, fmt.Errorf("sync: %w", err)
 	case !in.FAST:
-		return loginInfo{}, fmt.Errorf("login used %s, not the FAST token (%s)", in.Mechanism, orDash(in.TokenRejected))
+		return loginInfo{}, notFAST(in)
 	case !in.AfterAuthSent:
 		return loginInfo{}, errors.New("the login's write did not carry the presence, the archive query and the markers fetch")
 	case rep.Fetched != p.want || rep.Stored != p.want:
@@ -139,22 +135,6 @@ func (p *readyPeer) login(ctx context.Context) (loginInfo, error) {
 		cache: in.Timings.Cache, cacheWait: in.Timings.CacheWait, took: took, ready: in.Timings.Ready, fetched: rep.Fetched}, nil
 }
 
-func (p *readyPeer) close() error {
-	if p.c == nil {
-		return nil
-	}
-	err := p.c.Close()
-	p.c = nil
-	return err
-}
-
-func (p *readyPeer) shutdown() {
-	_ = p.close()
-	if p.cfg.Cache != nil {
-		_ = p.cfg.Cache.Close()
-	}
-}
-
 // refPeer is the reference client: pipebind's FAST login without its sync
 // (NoSync; the presence is written as Dial ends), then, as Conversations
 // and Monal do after their login, the archive query from its own cursor
@@ -162,11 +142,10 @@ func (p *readyPeer) shutdown() {
 // result set is complete, then the XEP-0490 markers fetch. The results are
 // counted, not stored: generous to the reference.
 type refPeer struct {
-	cfg    client.Config
+	pbSession
 	want   int
 	cursor string
 	count  *mamCounter
-	c      *client.Client
 }
 
 // prime logs in with the password (a FAST token is requested) and reads
@@ -179,8 +158,8 @@ func (p *refPeer) prime(ctx context.Context) error {
 		return fmt.Errorf("priming login: %w", err)
 	}
 	defer c.Close()
-	if in := c.Info(); !in.FAST && in.NewToken == nil {
-		return fmt.Errorf("priming login (%s): the server issued no FAST token", in.Mechanism)
+	if err := noToken(c.Info()); err != nil {
+		return err
 	}
 	if _, err := p.catchUp(pctx, c); err != nil {
 		return fmt.Errorf("priming catch-up: %w", err)
@@ -197,7 +176,7 @@ func (p *refPeer) login(ctx context.Context) (loginInfo, error) {
 	p.c = c
 	in := c.Info()
 	if !in.FAST {
-		return loginInfo{}, fmt.Errorf("login used %s, not the FAST token (%s)", in.Mechanism, orDash(in.TokenRejected))
+		return loginInfo{}, notFAST(in)
 	}
 	n, err := p.catchUp(ctx, c)
 	if err != nil {
@@ -240,22 +219,6 @@ func (p *refPeer) catchUp(ctx context.Context, c *client.Client) (int, error) {
 			return total, fmt.Errorf("page %d: no progress in an incomplete result set", page)
 		}
 		p.cursor = fin.last
-	}
-}
-
-func (p *refPeer) close() error {
-	if p.c == nil {
-		return nil
-	}
-	err := p.c.Close()
-	p.c = nil
-	return err
-}
-
-func (p *refPeer) shutdown() {
-	_ = p.close()
-	if p.cfg.Cache != nil {
-		_ = p.cfg.Cache.Close()
 	}
 }
 
