@@ -206,13 +206,13 @@ func (d *dispatcher) deliver(e Event) {
 
 // enter is called before an application callback runs on a connection's
 // goroutine: it waits for Dial to return and reports whether the callback
-// may run (not once the client has stopped). A true result must be
-// followed by leave.
-func (d *dispatcher) enter() bool {
+// may run (not once the client has stopped, unless evenStopping). A true
+// result must be followed by leave.
+func (d *dispatcher) enter(evenStopping bool) bool {
 	<-d.ready
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stopping {
+	if d.stopping && !evenStopping {
 		return false
 	}
 	d.calls++
@@ -234,34 +234,19 @@ func (d *dispatcher) busy() bool {
 }
 
 // guard wraps f, an application callback called on the connection's
-// goroutines (OnMessage, OnSyncProgress), with enter and leave.
-func guard[T any](d *dispatcher, f func(T)) func(T) {
+// goroutines (OnMessage, OnSyncProgress), with enter and leave. With
+// evenStopping f is also called once the client is stopping: OnMessage's
+// message has been stored, and a call skipped then would never come (the
+// next run finds it stored). Close waits for such calls unless a callback
+// is running, so none starts after a Close that has waited has returned.
+func guard[T any](d *dispatcher, f func(T), evenStopping bool) func(T) {
 	if f == nil {
 		return nil
 	}
 	return func(v T) {
-		if !d.enter() {
+		if !d.enter(evenStopping) {
 			return
 		}
-		defer d.leave()
-		f(v)
-	}
-}
-
-// guardStored wraps OnMessage. Unlike guard it also calls f once the
-// client is stopping: the message has been stored, and a call skipped now
-// would never come (the next run finds it stored). Close waits for these
-// calls unless a callback is running, so none starts after a Close that
-// has waited has returned.
-func guardStored[T any](d *dispatcher, f func(T)) func(T) {
-	if f == nil {
-		return nil
-	}
-	return func(v T) {
-		<-d.ready
-		d.mu.Lock()
-		d.calls++
-		d.mu.Unlock()
 		defer d.leave()
 		f(v)
 	}
@@ -277,7 +262,7 @@ type appHandler struct {
 }
 
 func (h appHandler) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-	if !h.d.enter() {
+	if !h.d.enter(false) {
 		return nil // the client has stopped
 	}
 	r := &readWatch{TokenReadEncoder: t}

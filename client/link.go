@@ -107,8 +107,8 @@ func (c *link) start(wg *sync.WaitGroup, ev *dispatcher) {
 			// A page the server does not answer fails the sync
 			// (ErrTimeout); liveness finds the link meanwhile.
 			QueryTimeout: cfg.requestTimeout(),
-			OnMessage:    guardStored(ev, cfg.OnMessage),
-			OnProgress:   guard(ev, cfg.OnSyncProgress),
+			OnMessage:    guard(ev, cfg.OnMessage, true), // stored: announced even if Close comes
+			OnProgress:   guard(ev, cfg.OnSyncProgress, false),
 			SentMessages: func() uint32 {
 				_, m := conn.StanzasOut()
 				return m
