@@ -41,10 +41,15 @@ type advice struct {
 	haveCursor bool
 }
 
+// instanceFunc returns the client's instance of the account in the cache
+// (nil: the installation's), claiming it on the first login (see
+// Client.claimInstance); an error stops the login.
+type instanceFunc func(context.Context) (*cache.Instance, error)
+
 // startAdvice starts reading the cache for a login to cfg's account; with
 // no cache the advice is empty. The caller must call wait before the cache
 // may be closed.
-func startAdvice(ctx context.Context, db *cache.DB, inst *cache.Instance, cfg Config, open time.Duration, log zerolog.Logger) *advice {
+func startAdvice(ctx context.Context, db *cache.DB, inst instanceFunc, cfg Config, open time.Duration, log zerolog.Logger) *advice {
 	a := &advice{log: log, open: open}
 	if db != nil {
 		a.rd = startCacheRead(ctx, db, inst, cfg, cfg.JID.Domainpart(), cfg.JID.Bare().String())
@@ -64,23 +69,28 @@ func (a *advice) needFeatures() {
 	}
 }
 
-// needAll waits for the rest (installation id, FAST token, mechanism pin)
-// and records in info how long the cache took and how long the login
-// waited for it.
-func (a *advice) needAll(info *Info) {
+// needAll waits for the rest (the instance, installation id, FAST token,
+// mechanism pin) and records in info how long the cache took and how long
+// the login waited for it. It fails when the instance could not be
+// claimed (ErrInstanceInUse).
+func (a *advice) needAll(info *Info) error {
 	a.needFeatures()
 	if a.haveAll {
-		return
+		return nil
 	}
-	a.haveAll = true
 	if a.rd != nil {
-		a.uaID, a.token, a.pin = a.rd.material(a.log)
+		var err error
+		if a.uaID, a.token, a.pin, err = a.rd.material(a.log); err != nil {
+			return err
+		}
 		a.cursor, a.haveCursor = a.rd.cursor, a.rd.cursorErr == nil && a.rd.cursorRead
 		info.Timings.Cache, info.Timings.CacheWait = a.rd.elapsed, a.rd.waited
 	}
 	// The first login opened the file, before anything else.
 	info.Timings.Cache += a.open
 	info.Timings.CacheWait += a.open
+	a.haveAll = true
+	return nil
 }
 
 // wait returns once the cache reads have ended: dialLink never leaves them
@@ -94,7 +104,8 @@ func (a *advice) wait() {
 
 // cacheRead is the cache's part of a login, read on its own goroutine
 // (startCacheRead) so that it overlaps the lookup, the TCP connect and the
-// TLS handshake: the domain's features first, then the installation id, a
+// TLS handshake: the domain's features first, then the client's instance
+// (claimed on its first login: a write), the installation id, a
 // FAST token that has not expired (unless Config.NoFAST) and the pinned
 // mechanism. The fields are written by that goroutine before it closes
 // featDone (the features) and done (the rest), and read by the login only
@@ -105,6 +116,7 @@ type cacheRead struct {
 
 	feat    *cache.Features
 	featErr error
+	instErr error // the instance could not be claimed: no login
 
 	uaID     string
 	uaErr    error
@@ -121,7 +133,7 @@ type cacheRead struct {
 	waited time.Duration // how long the login blocked on them
 }
 
-func startCacheRead(ctx context.Context, db *cache.DB, inst *cache.Instance, cfg Config, domain, account string) *cacheRead {
+func startCacheRead(ctx context.Context, db *cache.DB, instance instanceFunc, cfg Config, domain, account string) *cacheRead {
 	r := &cacheRead{featDone: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
 	go func() {
 		defer close(r.done)
@@ -131,14 +143,19 @@ func startCacheRead(ctx context.Context, db *cache.DB, inst *cache.Instance, cfg
 			r.feat = &f
 		}
 		close(r.featDone)
-		instance := ""
+		inst, err := instance(ctx)
+		if err != nil {
+			r.instErr = err
+			return
+		}
+		name := ""
 		if inst != nil {
-			r.uaID, instance = inst.UserAgentID, inst.Name
+			r.uaID, name = inst.UserAgentID, inst.Name
 		} else if r.uaID, r.uaErr = db.InstallationID(ctx); r.uaErr != nil {
 			r.uaID = ""
 		}
 		if !cfg.NoFAST && !cfg.VerifyPassword {
-			t, ok, err := db.FastTokenOf(ctx, account, instance)
+			t, ok, err := db.FastTokenOf(ctx, account, name)
 			switch {
 			case err != nil:
 				r.tokenErr = err
@@ -178,9 +195,13 @@ func (r *cacheRead) features(log zerolog.Logger) *cache.Features {
 }
 
 // material waits for the rest of the reads: the installation id, the FAST
-// token and the mechanism pin. An unreadable entry costs a warning.
-func (r *cacheRead) material(log zerolog.Logger) (uaID string, token *login.Token, pin string) {
+// token and the mechanism pin. An unreadable entry costs a warning; an
+// instance that could not be claimed is an error.
+func (r *cacheRead) material(log zerolog.Logger) (uaID string, token *login.Token, pin string, err error) {
 	r.block(r.done)
+	if r.instErr != nil {
+		return "", nil, "", r.instErr
+	}
 	if r.uaErr != nil {
 		log.Warn().Err(r.uaErr).Msg("no installation id; omitting the SASL2 user-agent")
 	}
@@ -190,7 +211,7 @@ func (r *cacheRead) material(log zerolog.Logger) (uaID string, token *login.Toke
 	if r.pinErr != nil {
 		log.Warn().Err(r.pinErr).Msg("mechanism pin unreadable; downgrade protection limited to XEP-0474 for this login")
 	}
-	return r.uaID, r.token, r.pin
+	return r.uaID, r.token, r.pin, nil
 }
 
 // wait returns once the reads have ended.

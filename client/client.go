@@ -296,11 +296,10 @@ func (c *Client) closeCache() {
 // (Config.Instance, or the first free one): its user-agent id, and with it
 // its resource and its FAST token, are its own, so that clients sharing the
 // cache never bind the same resource. A cache that cannot record the claim
-// (read-only) costs a warning: the login goes on as the installation.
-func (c *Client) claimInstance(ctx context.Context) error {
-	if c.db == nil {
-		return nil
-	}
+// (read-only) costs a warning: the login goes on as the installation. It
+// runs once, in the first login's cache read (an instanceFunc), alongside
+// the connect; c.inst is read after that read has ended.
+func (c *Client) claimInstance(ctx context.Context) (*cache.Instance, error) {
 	acct := c.cfg.JID.Bare().String()
 	var err error
 	if c.cfg.Instance != "" {
@@ -310,11 +309,11 @@ func (c *Client) claimInstance(ctx context.Context) error {
 	}
 	switch {
 	case errors.Is(err, ErrInstanceInUse):
-		return fmt.Errorf("client: %w", err)
+		return nil, fmt.Errorf("client: %w", err)
 	case err != nil:
 		c.log.Warn().Err(err).Msg("could not claim an instance in the cache; logging in as the installation")
 	}
-	return nil
+	return c.inst, nil
 }
 
 func (c *Client) link() *link {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pipebind/pipebind/cache"
 	"github.com/pipebind/pipebind/login"
 )
 
@@ -41,11 +42,6 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c.db, c.ownDB, c.cacheFault, c.openTime = db, ownDB, cacheFault, time.Since(openStart)
-	if err := c.claimInstance(ctx); err != nil {
-		c.cancel()
-		c.closeCache()
-		return nil, err
-	}
 	l, _, err := c.connect(ctx, nil)
 	if err != nil {
 		c.cancel()
@@ -70,15 +66,17 @@ func (c *Client) dialLink(ctx context.Context, resume *login.Resume) (l *link, e
 	}
 	d := &dialing{c: c, cfg: c.cfg, log: c.log, resume: resume, start: time.Now()}
 	d.info.CacheFault = c.cacheFault
-	d.info.Instance = instanceName(c.inst)
 	if t := d.cfg.Trace; t != nil && t.LoginDone != nil {
 		defer func() { t.LoginDone(d.info, err) }()
 	}
 	var open time.Duration
+	instance := func(context.Context) (*cache.Instance, error) { return c.inst, nil }
 	if c.link() == nil {
-		open = c.openTime
+		// The first login: the instance is claimed (a write) alongside
+		// the connect, not before it.
+		open, instance = c.openTime, c.claimInstance
 	}
-	d.adv = startAdvice(ctx, c.db, c.inst, d.cfg, open, d.log)
+	d.adv = startAdvice(ctx, c.db, instance, d.cfg, open, d.log)
 	defer d.adv.wait()
 	if err = d.lookup(ctx); err != nil {
 		return nil, err
@@ -162,7 +160,12 @@ func (d *dialing) attempt(ctx context.Context) (*login.Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.adv.needAll(&d.info) // the first write after TLS carries it all
+	// The first write after TLS carries it all.
+	if err := d.adv.needAll(&d.info); err != nil {
+		tc.conn.Close()
+		return nil, err
+	}
+	d.info.Instance = instanceName(d.c.inst)
 	loginStart := time.Now()
 	st, err := login.Negotiate(ctx, tc.conn, d.loginConfig(tc))
 	d.info.Timings.Login = time.Since(loginStart)

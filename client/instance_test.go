@@ -64,7 +64,8 @@ func TestInstancesShareOneCache(t *testing.T) {
 }
 
 // TestInstanceInUse: an instance named in Config that another running
-// client holds makes Dial fail with ErrInstanceInUse, before connecting.
+// client holds makes Dial fail with ErrInstanceInUse, before it logs in
+// (the claim runs alongside the connect: nothing is written after TLS).
 func TestInstanceInUse(t *testing.T) {
 	s := newTestServer(t, xmpptest.Config{})
 	cfg := testConfig(t, s, "alice", openCache(t))
@@ -74,8 +75,12 @@ func TestInstanceInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	before := s.Logins("alice")
 	if _, err := client.Dial(context.Background(), cfg); !errors.Is(err, client.ErrInstanceInUse) {
 		t.Fatalf("a second client of instance bot-1: %v, want ErrInstanceInUse", err)
+	}
+	if after := s.Logins("alice"); after != before {
+		t.Errorf("the server saw a login of the second client: %+v, then %+v", before, after)
 	}
 }
 
