@@ -150,14 +150,7 @@ func (c *link) serve(h xmpp.Handler) {
 	err := c.sess.Serve(h)
 	c.live.stop()
 	c.mu.Lock()
-	switch {
-	case c.closed:
-		err = ErrClosed
-	case c.dead != nil:
-		err = c.dead // a liveness check closed the connection
-	default:
-		err = sessionEnd(err)
-	}
+	err = c.endCauseLocked(err)
 	c.err = err
 	c.served = true
 	kill := c.kill
@@ -259,23 +252,24 @@ func (c *link) Send(ctx context.Context, r xml.TokenReader) error {
 		return err
 	}
 	if err := c.sess.Send(context.WithoutCancel(ctx), r); err != nil {
-		return c.writeError(err)
+		// A write the link's end cut short says why it ended.
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.endCauseLocked(err)
 	}
 	return nil
 }
 
-// writeError is the error of a write that failed: why the link ended when
-// it has (a liveness check's *DropError), else the failure classified as
-// the session's end would be (a lost connection is a *DropError).
-func (c *link) writeError(err error) error {
-	c.mu.Lock()
-	dead, closed := c.dead, c.closed
-	c.mu.Unlock()
+// endCauseLocked is why the link ended, given err, the failure of its
+// session's read or of a write: ErrClosed after Close, the liveness
+// check's *DropError when it closed the connection, else err classified by
+// sessionEnd (a lost connection is a *DropError). c.mu is held.
+func (c *link) endCauseLocked(err error) error {
 	switch {
-	case closed:
+	case c.closed:
 		return ErrClosed
-	case dead != nil:
-		return dead
+	case c.dead != nil:
+		return c.dead
 	}
 	return sessionEnd(err)
 }
